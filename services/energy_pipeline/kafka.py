@@ -1,0 +1,99 @@
+"""Kafka client settings: the one place that says how our clients talk to Kafka."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+from energy_pipeline.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+
+def connection_config(settings: ServiceSettings) -> dict[str, Any]:
+    """Bootstrap servers and security, common to every client."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "security.protocol": settings.security_protocol,
+        # Reconnect fast after a broker restart, but do not hammer it.
+        "reconnect.backoff.ms": 100,
+        "reconnect.backoff.max.ms": 2000,
+    }
+    if settings.sasl_mechanism:
+        config["sasl.mechanism"] = settings.sasl_mechanism
+        config["sasl.username"] = settings.sasl_username
+        if settings.sasl_password is not None:
+            config["sasl.password"] = settings.sasl_password.get_secret_value()
+    if settings.ssl_ca_location:
+        config["ssl.ca.location"] = settings.ssl_ca_location
+    return config
+
+
+def producer_config(settings: ServiceSettings, **extra: Any) -> dict[str, Any]:
+    """An idempotent, batching producer: acks=all, no duplicates on retry."""
+    return {
+        **connection_config(settings),
+        "enable.idempotence": True,
+        "acks": "all",
+        # Batch: wait a few ms so that each request carries many readings.
+        "linger.ms": 20,
+        "batch.size": 1_000_000,
+        "compression.type": "lz4",
+        "queue.buffering.max.messages": 1_000_000,
+        "queue.buffering.max.kbytes": 512 * 1024,
+        **extra,
+    }
+
+
+def transactional_producer_config(
+    settings: ServiceSettings, transactional_id: str, **extra: Any
+) -> dict[str, Any]:
+    return producer_config(
+        settings,
+        **{"transactional.id": transactional_id, "transaction.timeout.ms": 60_000, **extra},
+    )
+
+
+def consumer_config(settings: ServiceSettings, group_id: str, **extra: Any) -> dict[str, Any]:
+    """A consumer that commits only what we tell it to (see the transformer)."""
+    return {
+        **connection_config(settings),
+        "group.id": group_id,
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "isolation.level": "read_committed",
+        "enable.partition.eof": False,
+        "fetch.min.bytes": 1,
+        "queued.min.messages": 100_000,
+        **extra,
+    }
+
+
+def reader_config(settings: ServiceSettings, group_id: str, **extra: Any) -> dict[str, Any]:
+    """A downstream reader (tests, the live view): read committed, from the start."""
+    return consumer_config(settings, group_id, **extra)
+
+
+def admin_client(settings: ServiceSettings) -> AdminClient:
+    return AdminClient(connection_config(settings))
+
+
+def wait_for_broker(admin: AdminClient, timeout: float = 60.0, what: str = "Kafka") -> None:
+    """Block until the cluster answers a metadata request, with a log line per try."""
+    deadline = time.monotonic() + timeout
+    delay = 0.2
+    while True:
+        try:
+            admin.list_topics(timeout=min(5.0, max(0.5, deadline - time.monotonic())))
+            return
+        except KafkaException as error:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{what} did not answer within {timeout:.0f}s: {error}") from None
+            log.warning("%s is not reachable yet (%s); retrying in %.1fs", what, error, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
