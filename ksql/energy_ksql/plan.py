@@ -91,7 +91,7 @@ class Plan:
             lines.append("nothing to do")
         for number, step in enumerate(self.changes, 1):
             lines.append(f"\n-- {number}. {step.action.value} {step.kind.lower()} {step.name}")
-            lines.append(step.sql or "")
+            lines.append((step.sql or "").rstrip())
         return "\n".join(lines).rstrip() + "\n"
 
 
