@@ -93,7 +93,9 @@ def wait_for_broker(admin: AdminClient, timeout: float = 60.0, what: str = "Kafk
             return
         except KafkaException as error:
             if time.monotonic() >= deadline:
-                raise TimeoutError(f"{what} did not answer within {timeout:.0f}s: {error}") from None
+                raise TimeoutError(
+                    f"{what} did not answer within {timeout:.0f}s: {error}"
+                ) from None
             log.warning("%s is not reachable yet (%s); retrying in %.1fs", what, error, delay)
             time.sleep(delay)
             delay = min(delay * 2, 5.0)

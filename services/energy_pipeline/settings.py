@@ -15,6 +15,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, Literal, Self
 
+import pydantic_settings
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -29,7 +30,8 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="forbid", populate_by_name=True)
 
     bootstrap_servers: str = Field(
-        "127.0.0.1:9092", validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "bootstrap_servers")
+        "127.0.0.1:9092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "bootstrap_servers"),
     )
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", validation_alias=AliasChoices("KAFKA_SECURITY_PROTOCOL", "security_protocol")
@@ -76,6 +78,8 @@ class ServiceSettings(BaseSettings):
             return cls(**given)
         except ValidationError as error:
             raise SettingsError(_describe(cls, error)) from None
+        except pydantic_settings.SettingsError as error:
+            raise SettingsError(str(error)) from None
 
 
 def _describe(cls: type[ServiceSettings], error: ValidationError) -> str:

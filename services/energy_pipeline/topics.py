@@ -7,12 +7,13 @@ The local runner, the operator's admin mode and the tests all create topics with
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,18 @@ def existing_partitions(admin: AdminClient, timeout: float = 10.0) -> dict[str, 
     return {name: len(topic.partitions) for name, topic in metadata.topics.items()}
 
 
+def _partitions_of(admin: AdminClient, name: str, timeout: float) -> int | None:
+    """The partition count of a topic that exists, waiting out metadata propagation."""
+    deadline = time.monotonic() + timeout
+    while True:
+        topic = admin.list_topics(topic=name, timeout=timeout).topics.get(name)
+        if topic is not None and topic.error is None and topic.partitions:
+            return len(topic.partitions)
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.1)
+
+
 def _compare(spec: TopicSpec, partitions: int | None, outcome_if_fine: TopicOutcome) -> TopicResult:
     if partitions is not None and partitions < spec.partitions:
         return TopicResult(
@@ -108,21 +121,29 @@ def ensure_topics(
             missing.append(spec)
     if missing:
         new_topics = [
-            NewTopic(s.name, num_partitions=s.partitions, replication_factor=s.replicas,
-                     config=dict(s.config))
+            NewTopic(
+                s.name,
+                num_partitions=s.partitions,
+                replication_factor=s.replicas,
+                config=dict(s.config),
+            )
             for s in missing
         ]
-        futures = admin.create_topics(new_topics, operation_timeout=timeout, request_timeout=timeout)
+        futures = admin.create_topics(
+            new_topics, operation_timeout=timeout, request_timeout=timeout
+        )
         for spec in missing:
             try:
                 futures[spec.name].result(timeout)
-                results[spec.name] = TopicResult(spec.name, TopicOutcome.CREATED, "", spec.partitions)
+                results[spec.name] = TopicResult(
+                    spec.name, TopicOutcome.CREATED, "", spec.partitions
+                )
                 log.info("created topic %s (%d partitions)", spec.name, spec.partitions)
             except KafkaException as exc:
                 error: KafkaError = exc.args[0]
                 if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
-                    # Created concurrently by someone else: compare what is there now.
-                    parts = existing_partitions(admin, timeout).get(spec.name)
+                    # Created meanwhile, or not yet in the metadata we read: look again.
+                    parts = _partitions_of(admin, spec.name, timeout)
                     results[spec.name] = _compare(spec, parts, TopicOutcome.EXISTS)
                 else:
                     results[spec.name] = TopicResult(spec.name, TopicOutcome.FAILED, error.str())

@@ -32,7 +32,9 @@ log = logging.getLogger(__name__)
 
 KAFKA_VERSION = "4.1.1"
 HOST = "127.0.0.1"
-CACHE_ROOT = Path(os.environ.get("ENERGY_PIPELINE_CACHE", Path.home() / ".cache" / "energy-pipeline"))
+CACHE_ROOT = Path(
+    os.environ.get("ENERGY_PIPELINE_CACHE", Path.home() / ".cache" / "energy-pipeline")
+)
 
 
 class BrokerError(RuntimeError):
@@ -51,19 +53,32 @@ def resolve_jars(version: str = KAFKA_VERSION) -> Path:
         return target
     mvn = shutil.which("mvn")
     if mvn is None:
-        raise BrokerError("mvn is not installed: it resolves the Kafka jars once (apt-get install maven)")
+        raise BrokerError(
+            "mvn is not installed: it resolves the Kafka jars once (apt-get install maven)"
+        )
     log.info("resolving Apache Kafka %s jars with Maven into %s (once)", version, target)
     staging = target.with_name("libs.partial")
     shutil.rmtree(staging, ignore_errors=True)
     with resources.as_file(resources.files("energy_pipeline.local") / "kafka-pom.xml") as pom:
         result = subprocess.run(  # noqa: S603 - fixed argument list
-            [mvn, "-B", "-q", "-f", str(pom), f"-Dkafka.version={version}",
-             "dependency:copy-dependencies", "-DincludeScope=runtime",
-             f"-DoutputDirectory={staging}"],
-            capture_output=True, text=True, check=False,
+            [
+                mvn,
+                "-B",
+                "-q",
+                "-f",
+                str(pom),
+                f"-Dkafka.version={version}",
+                "dependency:copy-dependencies",
+                "-DincludeScope=runtime",
+                f"-DoutputDirectory={staging}",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
     if result.returncode != 0:
-        raise BrokerError(f"mvn could not resolve Kafka {version}:\n{result.stdout[-3000:]}{result.stderr[-2000:]}")
+        output = result.stdout[-3000:] + result.stderr[-2000:]
+        raise BrokerError(f"mvn could not resolve Kafka {version}:\n{output}")
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     marker.touch()
@@ -174,10 +189,17 @@ class LocalBroker:
     def _java(self, main_class: str, *args: str) -> list[str]:
         classpath = str(resolve_jars() / "*")
         return [
-            java_binary(), f"-Xmx{self.heap}", "-Xms256m", "-XX:+UseG1GC",
-            "-Djava.net.preferIPv4Stack=true", "-Djava.awt.headless=true",
+            java_binary(),
+            f"-Xmx{self.heap}",
+            "-Xms256m",
+            "-XX:+UseG1GC",
+            "-Djava.net.preferIPv4Stack=true",
+            "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}",
-            "-cp", classpath, main_class, *args,
+            "-cp",
+            classpath,
+            main_class,
+            *args,
         ]
 
     def prepare(self) -> None:
@@ -190,7 +212,9 @@ class LocalBroker:
             return
         result = subprocess.run(  # noqa: S603 - fixed argument list
             self._java("kafka.tools.StorageTool", "format", "-t", kafka_uuid(), "-c", str(config)),
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if result.returncode != 0:
             raise BrokerError(f"formatting KRaft storage failed:\n{result.stdout}{result.stderr}")
@@ -207,7 +231,9 @@ class LocalBroker:
         with open(self.log_file, "ab") as out:
             process = subprocess.Popen(  # noqa: S603 - fixed argument list
                 self._java("kafka.Kafka", str(self.workdir / "server.properties")),
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
         self.pid = process.pid
@@ -219,12 +245,13 @@ class LocalBroker:
             raise
 
     def _wait_ready(self, process: subprocess.Popen[bytes], timeout: float) -> None:
-        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers, "log_level": 0,
-                             "logger": logging.getLogger("energy_pipeline.local.admin")})
+        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers, "log_level": 0})
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise BrokerError(f"Kafka exited with code {process.returncode}:\n{self.log_tail()}")
+                raise BrokerError(
+                    f"Kafka exited with code {process.returncode}:\n{self.log_tail()}"
+                )
             try:
                 metadata = admin.list_topics(timeout=1.0)
                 if metadata.brokers:

@@ -1,0 +1,5 @@
+import sys
+
+from energy_pipeline.local.cli import main
+
+sys.exit(main())
