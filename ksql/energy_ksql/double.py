@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
 
 _IDENT = r"(`[^`]+`|[A-Za-z_][A-Za-z0-9_]*)"
 _CREATE = re.compile(
@@ -420,8 +420,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     @property
     def owner(self) -> KsqlRestDouble:
-        assert isinstance(self.server, _DoubleServer)  # noqa: S101 - set up by start()
-        return self.server.owner
+        return cast(_DoubleServer, self.server).owner
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # tests read KsqlRestDouble.requests instead of stderr
