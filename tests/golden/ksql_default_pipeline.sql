@@ -1,0 +1,41 @@
+CREATE STREAM IF NOT EXISTS ENERGY_READINGS (
+    `sensorId` VARCHAR,
+    `area` VARCHAR,
+    `energyConsumption` DOUBLE,
+    `timestamp` VARCHAR,
+    `readingId` VARCHAR,
+    `isHighConsumption` BOOLEAN
+) WITH (
+    KAFKA_TOPIC = 'processed_iot_data',
+    VALUE_FORMAT = 'JSON',
+    TIMESTAMP = '`timestamp`',
+    TIMESTAMP_FORMAT = 'yyyy-MM-dd''T''HH:mm:ss[.SSSSSS][.SSS]XXX'
+);
+
+CREATE TABLE IF NOT EXISTS AREA_TOTALS
+WITH (KAFKA_TOPIC = 'area_totals', VALUE_FORMAT = 'JSON') AS
+SELECT
+    `area`,
+    COUNT(*) AS READINGS,
+    AVG(`energyConsumption`) AS AVG_CONSUMPTION,
+    MIN(`energyConsumption`) AS MIN_CONSUMPTION,
+    MAX(`energyConsumption`) AS MAX_CONSUMPTION,
+    SUM(`energyConsumption`) AS TOTAL_ENERGY,
+    SUM(CASE WHEN `isHighConsumption` THEN 1 ELSE 0 END) AS HIGH_READINGS
+FROM ENERGY_READINGS
+GROUP BY `area`
+EMIT CHANGES;
+
+CREATE TABLE IF NOT EXISTS AREA_HOURLY
+WITH (KAFKA_TOPIC = 'area_hourly', VALUE_FORMAT = 'JSON') AS
+SELECT
+    `area`,
+    WINDOWSTART AS WINDOW_START,
+    WINDOWEND AS WINDOW_END,
+    COUNT(*) AS READINGS,
+    AVG(`energyConsumption`) AS AVG_CONSUMPTION,
+    SUM(CASE WHEN `isHighConsumption` THEN 1 ELSE 0 END) AS HIGH_READINGS
+FROM ENERGY_READINGS
+WINDOW TUMBLING (SIZE 1 HOURS)
+GROUP BY `area`
+EMIT CHANGES;
