@@ -138,8 +138,10 @@ class KsqlRestDouble:
         self._server = _DoubleServer(("127.0.0.1", 0), _Handler)
         self._server.owner = self
         self._server.daemon_threads = True
+        # A short poll interval so that stop() returns quickly between tests.
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="ksql-rest-double", daemon=True
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+            name="ksql-rest-double", daemon=True,
         )
         self._thread.start()
         return self
