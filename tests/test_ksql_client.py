@@ -43,8 +43,9 @@ def _statements(**ksql: str) -> list[Statement]:
 
 def _manifest(tmp_path: Path, url: str, extra: str = "") -> Path:
     path = tmp_path / "pipeline.yaml"
-    path.write_text(f"kind: EnergyPipeline\nspec:\n  ksql:\n    url: '{url}'\n{extra}",
-                    encoding="utf-8")
+    path.write_text(
+        f"kind: EnergyPipeline\nspec:\n  ksql:\n    url: '{url}'\n{extra}", encoding="utf-8"
+    )
     return path
 
 
@@ -94,8 +95,12 @@ def test_a_moved_stream_is_dropped_after_its_tables(
     spec = spec_from_manifest({"spec": {"topics": {"processed": {"name": "processed_v2"}}}})
     results = apply_plan(client, plan_against(client, render_statements(spec)))
     assert [(r.step.action.value, r.step.name) for r in results] == [
-        ("drop", "AREA_TOTALS"), ("drop", "AREA_HOURLY"), ("drop", "ENERGY_READINGS"),
-        ("create", "ENERGY_READINGS"), ("create", "AREA_TOTALS"), ("create", "AREA_HOURLY"),
+        ("drop", "AREA_TOTALS"),
+        ("drop", "AREA_HOURLY"),
+        ("drop", "ENERGY_READINGS"),
+        ("create", "ENERGY_READINGS"),
+        ("create", "AREA_TOTALS"),
+        ("create", "AREA_HOURLY"),
     ]
     assert double.sources["ENERGY_READINGS"].topic == "processed_v2"
 
@@ -179,13 +184,15 @@ def test_pull_queries_answer_only_seeded_rows(double: KsqlRestDouble, client: Ks
     apply_plan(client, plan_against(client, _statements()))
     with pytest.raises(Exception, match="never computes aggregates"):
         client.query("SELECT * FROM AREA_TOTALS WHERE `area` = 'offices';")
-    double.seed_rows("AREA_TOTALS", "`area` STRING KEY, `READINGS` BIGINT",
-                     [["offices", 3], ["lab", 1]])
+    double.seed_rows(
+        "AREA_TOTALS", "`area` STRING KEY, `READINGS` BIGINT", [["offices", 3], ["lab", 1]]
+    )
     result = client.query("SELECT * FROM AREA_TOTALS WHERE `area` = 'offices';")
     assert result.as_dicts() == [{"area": "offices", "READINGS": 3}]
 
 
 # ---------------------------------------------------------------- the CLI
+
 
 def test_cli_refuses_a_bad_name_and_sends_nothing(
     double: KsqlRestDouble, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -225,8 +232,10 @@ def test_cli_prints_the_ksqldb_message_verbatim(
     capsys.readouterr()
     # A table read by no one but created outside the pipeline blocks a DROP of the stream.
     with KsqlClient(double.url) as client:
-        client.execute("CREATE TABLE SOMEONE_ELSES WITH (KAFKA_TOPIC='x') AS SELECT `area`, "
-                       "COUNT(*) AS N FROM ENERGY_READINGS GROUP BY `area` EMIT CHANGES;")
+        client.execute(
+            "CREATE TABLE SOMEONE_ELSES WITH (KAFKA_TOPIC='x') AS SELECT `area`, "
+            "COUNT(*) AS N FROM ENERGY_READINGS GROUP BY `area` EMIT CHANGES;"
+        )
     assert main(["apply", "-f", manifest, "--delete"]) == 1
     err = capsys.readouterr().err
     assert "ksqlDB error 40001: Cannot drop ENERGY_READINGS." in err

@@ -30,7 +30,9 @@ def test_everything_missing_creates_stream_then_tables() -> None:
     desired = _statements()
     plan = compute_plan(desired, {})
     assert _summary(plan.changes) == [
-        ("create", "ENERGY_READINGS"), ("create", "AREA_TOTALS"), ("create", "AREA_HOURLY"),
+        ("create", "ENERGY_READINGS"),
+        ("create", "AREA_TOTALS"),
+        ("create", "AREA_HOURLY"),
     ]
     assert [s.sql for s in plan.changes] == [s.sql for s in desired]
     assert all("IF NOT EXISTS" in (s.sql or "") for s in plan.changes)
@@ -74,7 +76,7 @@ def test_changed_sink_topic_of_the_totals_table_is_drop_and_create() -> None:
 
 def test_a_stream_with_appended_columns_is_replaced_in_place() -> None:
     desired = _statements()
-    older = (desired[0].sql.replace(",\n    `isHighConsumption` BOOLEAN", ""))
+    older = desired[0].sql.replace(",\n    `isHighConsumption` BOOLEAN", "")
     current = _server(desired)
     current["ENERGY_READINGS"] = ServerObject("STREAM", "ENERGY_READINGS", None, older)
     plan = compute_plan(desired, current)
@@ -91,10 +93,16 @@ def test_a_stream_on_another_topic_is_dropped_after_its_tables_and_all_recreated
     current["ENERGY_READINGS"] = ServerObject("STREAM", "ENERGY_READINGS", None, moved)
     plan = compute_plan(desired, current)
     actions = _summary(plan.changes)
-    assert actions[:3] == [("drop", "AREA_TOTALS"), ("drop", "AREA_HOURLY"),
-                           ("drop", "ENERGY_READINGS")]
-    assert actions[3:] == [("create", "ENERGY_READINGS"), ("create", "AREA_TOTALS"),
-                           ("create", "AREA_HOURLY")]
+    assert actions[:3] == [
+        ("drop", "AREA_TOTALS"),
+        ("drop", "AREA_HOURLY"),
+        ("drop", "ENERGY_READINGS"),
+    ]
+    assert actions[3:] == [
+        ("create", "ENERGY_READINGS"),
+        ("create", "AREA_TOTALS"),
+        ("create", "AREA_HOURLY"),
+    ]
     assert not [s for s in plan.steps if s.action is Action.KEEP]
 
 

@@ -51,11 +51,19 @@ def test_statements_come_in_dependency_order_with_uppercase_names() -> None:
 
 
 def test_every_parameter_reaches_the_statements() -> None:
-    spec = spec_from_manifest({"spec": {
-        "topics": {"processed": {"name": "site7.processed"}},
-        "ksql": {"streamName": "site7_readings", "totalsTableName": "site7_totals",
-                 "windowedTableName": "site7_quarter", "windowSize": "15 MINUTES"},
-    }})
+    spec = spec_from_manifest(
+        {
+            "spec": {
+                "topics": {"processed": {"name": "site7.processed"}},
+                "ksql": {
+                    "streamName": "site7_readings",
+                    "totalsTableName": "site7_totals",
+                    "windowedTableName": "site7_quarter",
+                    "windowSize": "15 MINUTES",
+                },
+            }
+        }
+    )
     stream, totals, windowed = render_statements(spec)
     assert stream.name == "SITE7_READINGS"
     assert "CREATE STREAM IF NOT EXISTS site7_readings (" in stream.sql
@@ -72,8 +80,14 @@ def test_every_parameter_reaches_the_statements() -> None:
 def test_stream_columns_are_the_reading_json_fields() -> None:
     stream = render_statements(EnergyPipelineSpec())[0]
     columns = re.findall(r"^\s+`(\w+)` \w+,?$", stream.sql, re.MULTILINE)
-    assert columns == [schema.SENSOR_ID, schema.AREA, schema.ENERGY_CONSUMPTION,
-                       schema.TIMESTAMP, schema.READING_ID, schema.IS_HIGH_CONSUMPTION]
+    assert columns == [
+        schema.SENSOR_ID,
+        schema.AREA,
+        schema.ENERGY_CONSUMPTION,
+        schema.TIMESTAMP,
+        schema.READING_ID,
+        schema.IS_HIGH_CONSUMPTION,
+    ]
     assert "TIMESTAMP = '`timestamp`'" in stream.sql
 
 
@@ -142,6 +156,7 @@ def test_pull_query_quotes_the_area_as_a_literal() -> None:
 
 # ---------------------------------------------------------------- the spec
 
+
 def test_spec_defaults_come_from_the_topic_and_schema_modules() -> None:
     spec = EnergyPipelineSpec()
     assert spec.topics.processed.to_topic_spec() == DEFAULT_TOPICS["processed"]
@@ -188,8 +203,9 @@ def test_manifest_is_read_from_yaml(tmp_path: Path) -> None:
         ({"spec": {"ksql": {"url": "ksqldb:8088"}}}, r"spec\.ksql\.url"),
     ],
 )
-def test_invalid_manifests_are_refused_with_a_reason(manifest: dict[str, object],
-                                                     message: str) -> None:
+def test_invalid_manifests_are_refused_with_a_reason(
+    manifest: dict[str, object], message: str
+) -> None:
     with pytest.raises(SpecError, match=message):
         spec_from_manifest(manifest)
 

@@ -35,26 +35,40 @@ def _parser() -> argparse.ArgumentParser:
         name: str, help_text: str, spec_required: bool, server: bool
     ) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text)
-        sub.add_argument("-f", "--file", required=spec_required,
-                         help="EnergyPipeline manifest (YAML); its spec: is read")
+        sub.add_argument(
+            "-f",
+            "--file",
+            required=spec_required,
+            help="EnergyPipeline manifest (YAML); its spec: is read",
+        )
         if server:
             sub.add_argument("--url", help="ksqlDB server (default: the spec's ksql.url)")
             sub.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
-            sub.add_argument("--ready-timeout", type=float, default=60.0,
-                             help="seconds to wait for a starting server")
+            sub.add_argument(
+                "--ready-timeout",
+                type=float,
+                default=60.0,
+                help="seconds to wait for a starting server",
+            )
         return sub
 
     add("render", "print the statements", True, False)
     for name, text in (("plan", "print what apply would do"), ("apply", "apply the plan")):
         sub = add(name, text, True, True)
         sub.add_argument("--delete", action="store_true", help="drop the pipeline's objects")
-        sub.add_argument("--delete-topics", action="store_true",
-                         help="with --delete: also delete the tables' sink topics")
+        sub.add_argument(
+            "--delete-topics",
+            action="store_true",
+            help="with --delete: also delete the tables' sink topics",
+        )
     add("status", "server info, health and the pipeline's objects", False, True)
     query = add("query", "print an area's row from a pull query", True, True)
     query.add_argument("--area", required=True)
-    query.add_argument("--windowed", action="store_true",
-                       help="read the windowed table instead of the running totals")
+    query.add_argument(
+        "--windowed",
+        action="store_true",
+        help="read the windowed table instead of the running totals",
+    )
     return parser
 
 
@@ -86,8 +100,9 @@ def run(args: argparse.Namespace) -> int:
         if args.command in ("plan", "apply"):
             if args.delete_topics and not args.delete:
                 raise SpecError("--delete-topics only goes with --delete")
-            plan = plan_against(client, statements, delete=args.delete,
-                                delete_topics=args.delete_topics)
+            plan = plan_against(
+                client, statements, delete=args.delete, delete_topics=args.delete_topics
+            )
             print(plan.render(), end="")
             if args.command == "apply":
                 for applied in apply_plan(client, plan):
@@ -98,14 +113,18 @@ def run(args: argparse.Namespace) -> int:
         if args.command == "status":
             health = client.healthcheck()
             info = client.info()
-            print(f"server: {client.url} version {info.get('version')} "
-                  f"status {info.get('serverStatus')}")
+            print(
+                f"server: {client.url} version {info.get('version')} "
+                f"status {info.get('serverStatus')}"
+            )
             print(f"healthy: {health.is_healthy}")
             state = client.current_state([s.name for s in statements])
             for statement in statements:
                 found = state.get(statement.name)
-                print(f"{statement.kind.lower()} {statement.name}: "
-                      f"{'present' if found else 'missing'}")
+                print(
+                    f"{statement.kind.lower()} {statement.name}: "
+                    f"{'present' if found else 'missing'}"
+                )
             return EXIT_OK if health.is_healthy else EXIT_KSQL
         # query
         if spec is None:

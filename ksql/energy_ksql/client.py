@@ -194,7 +194,9 @@ class KsqlClient:
         return self
 
     def __exit__(
-        self, kind: type[BaseException] | None, value: BaseException | None,
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
         self.close()
@@ -290,8 +292,13 @@ class KsqlClient:
         for entity in self.execute("LIST STREAMS; LIST TABLES;"):
             for key, kind in (("streams", "STREAM"), ("tables", "TABLE")):
                 for source in entity.get(key) or ():
-                    found.append(ServerObject("STREAM" if kind == "STREAM" else "TABLE",
-                                              source["name"], source.get("topic")))
+                    found.append(
+                        ServerObject(
+                            "STREAM" if kind == "STREAM" else "TABLE",
+                            source["name"],
+                            source.get("topic"),
+                        )
+                    )
         return found
 
     def describe(self, name: str) -> dict[str, Any]:
@@ -324,6 +331,7 @@ class KsqlClient:
 
 # ---------------------------------------------------------------- plan and apply
 
+
 def plan_against(
     client: KsqlClient,
     statements: Sequence[Statement],
@@ -335,8 +343,11 @@ def plan_against(
     """The plan from what ``client``'s server reports to ``statements``."""
     names = [s.name for s in statements] + list(previously_managed)
     return compute_plan(
-        statements, client.current_state(names), delete=delete,
-        delete_topics=delete_topics, previously_managed=previously_managed,
+        statements,
+        client.current_state(names),
+        delete=delete,
+        delete_topics=delete_topics,
+        previously_managed=previously_managed,
     )
 
 
@@ -347,8 +358,9 @@ class StepResult:
 
     @property
     def warnings(self) -> list[str]:
-        return [str(e.get("message", "")) for e in self.entities
-                if e.get("@type") == "warning_entity"]
+        return [
+            str(e.get("message", "")) for e in self.entities if e.get("@type") == "warning_entity"
+        ]
 
 
 def apply_plan(client: KsqlClient, plan: Plan) -> list[StepResult]:

@@ -140,8 +140,10 @@ class KsqlRestDouble:
         self._server.daemon_threads = True
         # A short poll interval so that stop() returns quickly between tests.
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-            name="ksql-rest-double", daemon=True,
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="ksql-rest-double",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -159,7 +161,9 @@ class KsqlRestDouble:
         return self.start()
 
     def __exit__(
-        self, kind: type[BaseException] | None, value: BaseException | None,
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
@@ -207,47 +211,61 @@ class KsqlRestDouble:
         statement = " ".join(text.strip().rstrip(";").split())
         match = _PULL.match(statement)
         if match is None:
-            return _error(40001, "KsqlRestDouble only answers 'SELECT * FROM t [WHERE "
-                                 "key = 'literal']' pull queries", statement)
+            return _error(
+                40001,
+                "KsqlRestDouble only answers 'SELECT * FROM t [WHERE "
+                "key = 'literal']' pull queries",
+                statement,
+            )
         name = _name(match.group(1))
         with self._lock:
             if name not in self.sources:
                 return _error(40001, f"{name} does not exist.", statement)
             seeded = self.seeded.get(name)
             if seeded is None:
-                return _error(50000, f"KsqlRestDouble has no rows seeded for {name}: it "
-                                     "is not ksqlDB and never computes aggregates", statement)
+                return _error(
+                    50000,
+                    f"KsqlRestDouble has no rows seeded for {name}: it "
+                    "is not ksqlDB and never computes aggregates",
+                    statement,
+                )
             rows = seeded.rows
             if match.group(3) is not None:
                 wanted = match.group(3).replace("''", "'")
                 rows = [r for r in rows if r[seeded.key_index] == wanted]
             query_id = f"double_pull_{next(self._queries)}"
-            out: list[dict[str, Any]] = [{"header": {"queryId": query_id,
-                                                     "schema": seeded.schema}}]
+            out: list[dict[str, Any]] = [{"header": {"queryId": query_id, "schema": seeded.schema}}]
             out.extend({"row": {"columns": row}} for row in rows)
         return 200, out
 
     def info(self) -> dict[str, Any]:
-        return {"KsqlServerInfo": {
-            # Says what it is: nothing may take this double for a real server.
-            "version": "0.0.0-ksql-rest-double",
-            "kafkaClusterId": "none-ksql-rest-double",
-            "ksqlServiceId": "ksql_rest_double_",
-            "serverStatus": "RUNNING",
-        }}
+        return {
+            "KsqlServerInfo": {
+                # Says what it is: nothing may take this double for a real server.
+                "version": "0.0.0-ksql-rest-double",
+                "kafkaClusterId": "none-ksql-rest-double",
+                "ksqlServiceId": "ksql_rest_double_",
+                "serverStatus": "RUNNING",
+            }
+        }
 
     def health(self) -> dict[str, Any]:
         part = {"isHealthy": self.healthy}
-        return {"isHealthy": self.healthy,
-                "details": {"metastore": part, "kafka": part, "commandRunner": part}}
+        return {
+            "isHealthy": self.healthy,
+            "details": {"metastore": part, "kafka": part, "commandRunner": part},
+        }
 
     # ------------------------------------------------------------ statements
 
     def _run(self, statement: str) -> dict[str, Any]:
         text = " ".join(statement.split())
         if re.match(r"^SELECT\b", text, re.IGNORECASE):
-            raise DoubleError(40002, "The following statement types should be issued to "
-                                     "the websocket endpoint '/query': SELECT")
+            raise DoubleError(
+                40002,
+                "The following statement types should be issued to "
+                "the websocket endpoint '/query': SELECT",
+            )
         if match := _CREATE.match(text):
             return self._create(statement, text, match)
         if match := _DROP.match(text):
@@ -258,8 +276,9 @@ class KsqlRestDouble:
             return self._describe(statement, _name(match.group(1)))
         raise DoubleError(40000, f"KsqlRestDouble does not implement this statement: {text[:80]}")
 
-    def _status(self, statement: str, command: str, message: str,
-                query_id: str | None = None) -> dict[str, Any]:
+    def _status(
+        self, statement: str, command: str, message: str, query_id: str | None = None
+    ) -> dict[str, Any]:
         return {
             "@type": "currentStatus",
             "statementText": statement + ";",
@@ -277,18 +296,24 @@ class KsqlRestDouble:
         existing = self.sources.get(name)
         noun = kind.lower()
         if existing is not None and not replace:
-            message = (f"Cannot add {noun} '{name}': A {existing.kind.lower()} with the same "
-                       "name already exists")
+            message = (
+                f"Cannot add {noun} '{name}': A {existing.kind.lower()} with the same "
+                "name already exists"
+            )
             if if_not_exists:
-                return {"@type": "warning_entity", "statementText": statement + ";",
-                        "message": message, "warnings": []}
+                return {
+                    "@type": "warning_entity",
+                    "statementText": statement + ";",
+                    "message": message,
+                    "warnings": [],
+                }
             raise DoubleError(40001, message)
         topic_match = re.search(r"\bKAFKA_TOPIC\s*=\s*'([^']*)'", text, re.IGNORECASE)
         select = re.search(r"\bAS\s+SELECT\b", text, re.IGNORECASE)
         source_name = None
         aggregate = windowed = False
         if select:
-            source_match = re.search(rf"\bFROM\s+{_IDENT}", text[select.end():], re.IGNORECASE)
+            source_match = re.search(rf"\bFROM\s+{_IDENT}", text[select.end() :], re.IGNORECASE)
             if source_match is None:
                 raise DoubleError(40001, "KsqlRestDouble: no FROM in the query")
             source_name = _name(source_match.group(1))
@@ -297,31 +322,43 @@ class KsqlRestDouble:
             windowed = re.search(r"\bWINDOW\s+\w+\s*\(", text, re.IGNORECASE) is not None
             aggregate = re.search(r"\bGROUP\s+BY\b", text, re.IGNORECASE) is not None
         elif topic_match is None:
-            raise DoubleError(40001, "Missing required property \"KAFKA_TOPIC\" which has no "
-                                     "default value.")
+            raise DoubleError(
+                40001, 'Missing required property "KAFKA_TOPIC" which has no default value.'
+            )
         topic = topic_match.group(1) if topic_match else name
         if existing is not None:  # CREATE OR REPLACE
             if existing.kind != kind:
-                raise DoubleError(40001, f"Cannot add {noun} '{name}': A "
-                                         f"{existing.kind.lower()} with the same name already "
-                                         "exists")
+                raise DoubleError(
+                    40001,
+                    f"Cannot add {noun} '{name}': A "
+                    f"{existing.kind.lower()} with the same name already "
+                    "exists",
+                )
             if existing.windowed or windowed or aggregate or existing.source != source_name:
-                raise DoubleError(40001, f"Cannot upgrade data source '{name}': KsqlRestDouble "
-                                         "refuses CREATE OR REPLACE of windowed or aggregation "
-                                         "queries and changes of source, as ksqlDB does")
+                raise DoubleError(
+                    40001,
+                    f"Cannot upgrade data source '{name}': KsqlRestDouble "
+                    "refuses CREATE OR REPLACE of windowed or aggregation "
+                    "queries and changes of source, as ksqlDB does",
+                )
             if existing.topic != topic:
-                raise DoubleError(40001, f"Cannot upgrade data source '{name}': the Kafka "
-                                         f"topic cannot change ({existing.topic} -> {topic})")
+                raise DoubleError(
+                    40001,
+                    f"Cannot upgrade data source '{name}': the Kafka "
+                    f"topic cannot change ({existing.topic} -> {topic})",
+                )
             existing.statement = statement + ";"
-            return self._status(statement, f"{noun}/`{name}`/create",
-                                f"Created {noun} {name}", existing.query_id)
+            return self._status(
+                statement, f"{noun}/`{name}`/create", f"Created {noun} {name}", existing.query_id
+            )
         query_id = None
         if source_name is not None:
             prefix = "CTAS" if kind == "TABLE" else "CSAS"
             query_id = f"{prefix}_{name}_{next(self._queries)}"
             self.sources[source_name].readers.append(query_id)
-        self.sources[name] = Source(kind, name, statement + ";", topic, source_name, query_id,
-                                    windowed)
+        self.sources[name] = Source(
+            kind, name, statement + ";", topic, source_name, query_id, windowed
+        )
         message = "Stream created" if kind == "STREAM" else "Table created"
         if query_id:
             message = f"Created query with ID {query_id}"
@@ -334,43 +371,75 @@ class KsqlRestDouble:
         noun = kind.lower()
         if existing is None:
             if if_exists:
-                return self._status(statement, f"{noun}/`{name}`/drop",
-                                    f"Source `{name}` does not exist.")
+                return self._status(
+                    statement, f"{noun}/`{name}`/drop", f"Source `{name}` does not exist."
+                )
             raise DoubleError(40001, f"Source {name} does not exist.")
         if existing.kind != kind:
-            raise DoubleError(40001, f"Incompatible data source type is {existing.kind}, but "
-                                     f"statement was DROP {kind}. Did you mean DROP "
-                                     f"{existing.kind}?")
+            raise DoubleError(
+                40001,
+                f"Incompatible data source type is {existing.kind}, but "
+                f"statement was DROP {kind}. Did you mean DROP "
+                f"{existing.kind}?",
+            )
         if existing.readers:
-            raise DoubleError(40001, f"Cannot drop {name}.\nThe following queries read from "
-                                     f"this source: [{', '.join(existing.readers)}].\nYou need "
-                                     "to terminate them before dropping " + name + ".")
+            raise DoubleError(
+                40001,
+                f"Cannot drop {name}.\nThe following queries read from "
+                f"this source: [{', '.join(existing.readers)}].\nYou need "
+                "to terminate them before dropping " + name + ".",
+            )
         del self.sources[name]
         if existing.source and existing.source in self.sources:
             self.sources[existing.source].readers.remove(existing.query_id or "")
         self.seeded.pop(name, None)
         if delete_topic:
             self.deleted_topics.append(existing.topic)
-        return self._status(statement, f"{noun}/`{name}`/drop", f"Source `{name}` "
-                            f"(topic: {existing.topic}) was dropped.")
+        return self._status(
+            statement,
+            f"{noun}/`{name}`/drop",
+            f"Source `{name}` (topic: {existing.topic}) was dropped.",
+        )
 
     def _list(self, statement: str, what: str) -> dict[str, Any]:
         if what == "QUERIES":
             queries = [
-                {"queryString": s.statement, "sinks": [s.name], "sinkKafkaTopics": [s.topic],
-                 "id": s.query_id, "queryType": "PERSISTENT", "state": "RUNNING"}
-                for s in self.sources.values() if s.query_id
+                {
+                    "queryString": s.statement,
+                    "sinks": [s.name],
+                    "sinkKafkaTopics": [s.topic],
+                    "id": s.query_id,
+                    "queryType": "PERSISTENT",
+                    "state": "RUNNING",
+                }
+                for s in self.sources.values()
+                if s.query_id
             ]
-            return {"@type": "queries", "statementText": statement + ";", "queries": queries,
-                    "warnings": []}
+            return {
+                "@type": "queries",
+                "statementText": statement + ";",
+                "queries": queries,
+                "warnings": [],
+            }
         kind = what[:-1]
         items = [
-            {"type": s.kind, "name": s.name, "topic": s.topic, "keyFormat": "KAFKA",
-             "valueFormat": "JSON", "isWindowed": s.windowed}
-            for s in self.sources.values() if s.kind == kind
+            {
+                "type": s.kind,
+                "name": s.name,
+                "topic": s.topic,
+                "keyFormat": "KAFKA",
+                "valueFormat": "JSON",
+                "isWindowed": s.windowed,
+            }
+            for s in self.sources.values()
+            if s.kind == kind
         ]
-        return {"@type": what.lower(), "statementText": statement + ";",
-                what.lower(): items, "warnings": []}
+        return {
+            "@type": what.lower(),
+            "statementText": statement + ";",
+            what.lower(): items,
+            "warnings": [],
+        }
 
     def _describe(self, statement: str, name: str) -> dict[str, Any]:
         source = self.sources.get(name)
@@ -379,9 +448,14 @@ class KsqlRestDouble:
 
         def query(query_id: str) -> dict[str, Any]:
             sink = next(s for s in self.sources.values() if s.query_id == query_id)
-            return {"id": query_id, "queryString": sink.statement, "sinks": [sink.name],
-                    "sinkKafkaTopics": [sink.topic], "queryType": "PERSISTENT",
-                    "state": "RUNNING"}
+            return {
+                "id": query_id,
+                "queryString": sink.statement,
+                "sinks": [sink.name],
+                "sinkKafkaTopics": [sink.topic],
+                "queryType": "PERSISTENT",
+                "state": "RUNNING",
+            }
 
         return {
             "@type": "sourceDescription",
@@ -409,8 +483,13 @@ class KsqlRestDouble:
 
 
 def _error(code: int, message: str, statement: str) -> tuple[int, dict[str, Any]]:
-    return code // 100, {"@type": "statement_error", "error_code": code, "message": message,
-                         "statementText": statement, "entities": []}
+    return code // 100, {
+        "@type": "statement_error",
+        "error_code": code,
+        "message": message,
+        "statementText": statement,
+        "entities": [],
+    }
 
 
 class _DoubleServer(ThreadingHTTPServer):
@@ -455,9 +534,11 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         owner.requests.append((method, path, body))
         if not self._authorized():
-            self._send(401, {"@type": "generic_error", "error_code": 40100,
-                             "message": "Unauthorized"},
-                       {"WWW-Authenticate": 'Basic realm="KsqlRestDouble"'})
+            self._send(
+                401,
+                {"@type": "generic_error", "error_code": 40100, "message": "Unauthorized"},
+                {"WWW-Authenticate": 'Basic realm="KsqlRestDouble"'},
+            )
             return
         if method == "GET" and path == "/info":
             self._send(200, owner.info())
@@ -469,20 +550,38 @@ class _Handler(BaseHTTPRequestHandler):
                 if starting:
                     owner.starting_requests -= 1
             if starting:
-                self._send(503, {"@type": "generic_error", "error_code": 50302,
-                                 "message": "KSQL is not yet ready to serve requests."},
-                           {"Retry-After": str(owner.retry_after)})
+                self._send(
+                    503,
+                    {
+                        "@type": "generic_error",
+                        "error_code": 50302,
+                        "message": "KSQL is not yet ready to serve requests.",
+                    },
+                    {"Retry-After": str(owner.retry_after)},
+                )
                 return
             if not isinstance(body, dict) or not isinstance(body.get("ksql"), str):
-                self._send(400, {"@type": "generic_error", "error_code": 40000,
-                                 "message": "Request body must be JSON with a 'ksql' string"})
+                self._send(
+                    400,
+                    {
+                        "@type": "generic_error",
+                        "error_code": 40000,
+                        "message": "Request body must be JSON with a 'ksql' string",
+                    },
+                )
                 return
             handle = owner.handle_ksql if path == "/ksql" else owner.handle_query
             status, payload = handle(body["ksql"])
             self._send(status, payload)
         else:
-            self._send(404, {"@type": "generic_error", "error_code": 40400,
-                             "message": f"KsqlRestDouble has no {method} {path}"})
+            self._send(
+                404,
+                {
+                    "@type": "generic_error",
+                    "error_code": 40400,
+                    "message": f"KsqlRestDouble has no {method} {path}",
+                },
+            )
 
     def do_GET(self) -> None:
         self._handle("GET")

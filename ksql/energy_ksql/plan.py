@@ -97,6 +97,7 @@ class Plan:
 
 # ---------------------------------------------------------------- statement facets
 
+
 def _strip_comments(sql: str) -> str:
     return "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
 
@@ -149,7 +150,7 @@ def _balanced(text: str, start: int) -> str:
         elif char == ")":
             depth -= 1
             if depth == 0:
-                return text[start + 1:index]
+                return text[start + 1 : index]
     raise ValueError("unbalanced parentheses")
 
 
@@ -183,19 +184,17 @@ def parse_definition(sql: str) -> Definition:
     source = None
     window = None
     if select:
-        body = text[select.end():]
+        body = text[select.end() :]
         source_match = re.search(r"\bFROM\s+(`[^`]+`|[\w.]+)", body, re.IGNORECASE)
         source = _ident(source_match.group(1)) if source_match else None
         projection = body[: source_match.start()] if source_match else body
         # A column's name is the last token of its item: "expr AS NAME" or "expr NAME".
         columns = tuple(_ident(item.split()[-1]) for item in _split_top_level(projection))
-        size = re.search(
-            r"\bWINDOW\s+\w+\s*\(\s*SIZE\s+(\d+)\s+([A-Z]+?)S?\b", body, re.IGNORECASE
-        )
+        size = re.search(r"\bWINDOW\s+\w+\s*\(\s*SIZE\s+(\d+)\s+([A-Z]+?)S?\b", body, re.IGNORECASE)
         if size:
             window = int(size.group(1)) * _UNIT_SECONDS[size.group(2).upper()]
     else:
-        after = text[head.end():]
+        after = text[head.end() :]
         paren = after.find("(")
         with_at = re.search(r"\bWITH\s*\(", after, re.IGNORECASE)
         if paren >= 0 and (with_at is None or paren < with_at.start()):
@@ -220,8 +219,15 @@ def parse_definition(sql: str) -> Definition:
 def differences(desired: Definition, current: Definition) -> list[str]:
     """What differs between two definitions, in words; empty when equal."""
     found = []
-    for facet in ("kind", "topic", "source", "window_seconds", "columns", "timestamp",
-                  "timestamp_format"):
+    for facet in (
+        "kind",
+        "topic",
+        "source",
+        "window_seconds",
+        "columns",
+        "timestamp",
+        "timestamp_format",
+    ):
         want, have = getattr(desired, facet), getattr(current, facet)
         if facet == "topic" and have is None:
             continue  # ksqlDB's default topic; nothing to compare against
@@ -239,7 +245,8 @@ def _replaceable(desired: Definition, current: Definition) -> bool:
     """
     return (
         desired.kind == current.kind == "STREAM"
-        and desired.source is None and current.source is None
+        and desired.source is None
+        and current.source is None
         and (desired.topic == current.topic or current.topic is None)
         and desired.timestamp == current.timestamp
         and desired.timestamp_format == current.timestamp_format
@@ -249,6 +256,7 @@ def _replaceable(desired: Definition, current: Definition) -> bool:
 
 
 # ---------------------------------------------------------------- the plan
+
 
 def compute_plan(
     desired: Sequence[Statement],
@@ -300,11 +308,14 @@ def compute_plan(
             notes.append(Step(Action.KEEP, statement.kind, name, "equal"))
             continue
         reason = "; ".join(diffs)
-        if have_definition is not None and name not in recreate and _replaceable(
-            definitions[name], have_definition
+        if (
+            have_definition is not None
+            and name not in recreate
+            and _replaceable(definitions[name], have_definition)
         ):
-            creates.append(Step(Action.REPLACE, statement.kind, name, reason,
-                                replace_form(statement)))
+            creates.append(
+                Step(Action.REPLACE, statement.kind, name, reason, replace_form(statement))
+            )
             continue
         # Drop and create again, and with it every desired object reading this one.
         if name not in recreate:
@@ -317,16 +328,29 @@ def compute_plan(
                 reader_current is not None and reader_current.source == name
             )
             if reads_it and reader.name in current and reader.name not in recreate:
-                drops.append(Step(Action.DROP, current[reader.name].kind, reader.name,
-                                  f"reads {name}, which is dropped",
-                                  render_drop(current[reader.name].kind, reader.name)))
+                drops.append(
+                    Step(
+                        Action.DROP,
+                        current[reader.name].kind,
+                        reader.name,
+                        f"reads {name}, which is dropped",
+                        render_drop(current[reader.name].kind, reader.name),
+                    )
+                )
                 recreate.add(reader.name)
 
     extras = [obj for name, obj in current.items() if name not in wanted]
     for obj in sorted(extras, key=lambda o: (o.kind != "TABLE", o.name)):
         if obj.name.upper() in managed:
-            drops.append(Step(Action.DROP, obj.kind, obj.name, "no longer in the pipeline",
-                              render_drop(obj.kind, obj.name)))
+            drops.append(
+                Step(
+                    Action.DROP,
+                    obj.kind,
+                    obj.name,
+                    "no longer in the pipeline",
+                    render_drop(obj.kind, obj.name),
+                )
+            )
         else:
             notes.append(Step(Action.IGNORE, obj.kind, obj.name, "not managed by this pipeline"))
 
@@ -348,6 +372,13 @@ def _deletion_plan(
             continue
         with_topic = delete_topics and have.kind == "TABLE"
         reason = "pipeline deleted" + (", with its sink topic" if with_topic else "")
-        steps.append(Step(Action.DROP, have.kind, statement.name, reason,
-                          render_drop(have.kind, statement.name, with_topic)))
+        steps.append(
+            Step(
+                Action.DROP,
+                have.kind,
+                statement.name,
+                reason,
+                render_drop(have.kind, statement.name, with_topic),
+            )
+        )
     return Plan(tuple(s for s in steps if s.sql) + tuple(s for s in steps if not s.sql))

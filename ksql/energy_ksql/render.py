@@ -49,8 +49,7 @@ class Statement:
 def check_identifier(name: str, what: str) -> str:
     if not isinstance(name, str) or not is_ksql_identifier(name):
         raise InvalidNameError(
-            f"{what} {name!r} is not a ksqlDB identifier "
-            "(a letter or _, then letters, digits or _)"
+            f"{what} {name!r} is not a ksqlDB identifier (a letter or _, then letters, digits or _)"
         )
     return name
 
@@ -111,12 +110,24 @@ def render_statements(spec: EnergyPipelineSpec) -> list[Statement]:
     if len({n.upper() for n in names}) != len(names):
         raise InvalidNameError(f"stream and table names must differ, got {names}")
     return [
-        Statement("stream", "STREAM", params["stream_name"].upper(),
-                  _template("stream.sql").substitute(params)),
-        Statement("totals", "TABLE", params["totals_table_name"].upper(),
-                  _template("totals_table.sql").substitute(params)),
-        Statement("windowed", "TABLE", params["windowed_table_name"].upper(),
-                  _template("windowed_table.sql").substitute(params)),
+        Statement(
+            "stream",
+            "STREAM",
+            params["stream_name"].upper(),
+            _template("stream.sql").substitute(params),
+        ),
+        Statement(
+            "totals",
+            "TABLE",
+            params["totals_table_name"].upper(),
+            _template("totals_table.sql").substitute(params),
+        ),
+        Statement(
+            "windowed",
+            "TABLE",
+            params["windowed_table_name"].upper(),
+            _template("windowed_table.sql").substitute(params),
+        ),
     ]
 
 
@@ -130,7 +141,7 @@ def replace_form(statement: Statement) -> str:
     prefix = f"CREATE {statement.kind} IF NOT EXISTS "
     if not statement.sql.startswith(prefix):
         raise ValueError(f"not a rendered CREATE {statement.kind} statement: {statement.sql!r}")
-    return f"CREATE OR REPLACE {statement.kind} " + statement.sql[len(prefix):]
+    return f"CREATE OR REPLACE {statement.kind} " + statement.sql[len(prefix) :]
 
 
 def render_drop(kind: Kind, name: str, delete_topic: bool = False) -> str:

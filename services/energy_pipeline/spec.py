@@ -67,16 +67,12 @@ def _not_dots(name: str) -> str:
     return name
 
 
-TopicName = Annotated[
-    str, StringConstraints(pattern=TOPIC_NAME_PATTERN), AfterValidator(_not_dots)
-]
+TopicName = Annotated[str, StringConstraints(pattern=TOPIC_NAME_PATTERN), AfterValidator(_not_dots)]
 KsqlIdentifier = Annotated[str, StringConstraints(pattern=KSQL_IDENTIFIER_PATTERN)]
 WindowSize = Annotated[str, StringConstraints(pattern=WINDOW_SIZE_PATTERN)]
 SecretName = Annotated[str, StringConstraints(pattern=K8S_SUBDOMAIN_PATTERN, max_length=253)]
 # A Kubernetes object name (RFC 1123 label), e.g. a Strimzi Kafka cluster.
-ResourceName = Annotated[
-    str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-]
+ResourceName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
 Threshold = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
@@ -116,7 +112,9 @@ class TopicSettings(_Spec):
     @classmethod
     def of(cls, spec: TopicSpec) -> TopicSettings:
         return cls(
-            name=spec.name, partitions=spec.partitions, replicas=spec.replicas,
+            name=spec.name,
+            partitions=spec.partitions,
+            replicas=spec.replicas,
             config=dict(spec.config),
         )
 
@@ -153,8 +151,9 @@ class KsqlSpec(_Spec):
     @model_validator(mode="after")
     def _distinct(self) -> Self:
         # ksqlDB names are case-insensitive unless quoted, and ours are never quoted.
-        names = [n.upper() for n in (self.stream_name, self.totals_table_name,
-                                     self.windowed_table_name)]
+        names = [
+            n.upper() for n in (self.stream_name, self.totals_table_name, self.windowed_table_name)
+        ]
         if len(set(names)) != len(names):
             raise ValueError("streamName, totalsTableName and windowedTableName must differ")
         return self
