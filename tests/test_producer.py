@@ -9,7 +9,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import time
 import urllib.request
 from collections import defaultdict
 
@@ -22,6 +21,7 @@ from energy_pipeline.schema import Reading, parse_reading, parse_timestamp
 
 from conftest import KafkaUnderTest
 from kafka_helpers import Record, read_topic
+from metrics_helpers import scrape, wait_for_metric
 
 pytestmark = pytest.mark.kafka
 
@@ -141,30 +141,6 @@ def test_sigterm_flushes_everything_reported_delivered(kafka: KafkaUnderTest) ->
     records = read_topic(kafka.settings(), topic, expected=delivered, timeout=30)
     ids = {orjson.loads(r.value or b"{}")["readingId"] for r in records}
     assert len(records) == len(ids) == delivered
-
-
-def scrape(port: int) -> dict[str, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:  # noqa: S310
-        text = response.read().decode()
-    totals: dict[str, float] = defaultdict(float)
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name_labels, value = line.rsplit(" ", 1)
-            totals[name_labels] = float(value)
-            totals[name_labels.split("{", 1)[0]] += float(value)
-    return totals
-
-
-def wait_for_metric(port: int, name: str, minimum: float, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if scrape(port).get(name, 0) >= minimum:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"{name} did not reach {minimum} within {timeout}s")
 
 
 def test_metrics_match_what_was_produced(kafka: KafkaUnderTest) -> None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from energy_pipeline.lifecycle import StopFlag
 from energy_pipeline.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -83,19 +83,23 @@ def admin_client(settings: ServiceSettings) -> AdminClient:
     return AdminClient(connection_config(settings))
 
 
-def wait_for_broker(admin: AdminClient, timeout: float = 60.0, what: str = "Kafka") -> None:
-    """Block until the cluster answers a metadata request, with a log line per try."""
-    deadline = time.monotonic() + timeout
-    delay = 0.2
-    while True:
+def wait_for_broker(settings: ServiceSettings, stop: StopFlag, what: str = "Kafka") -> bool:
+    """Block until the cluster answers a metadata request, with backoff and a log line
+    per try. False if ``stop`` was set first."""
+    admin = admin_client(settings)
+    delay = 0.5
+    while not stop.is_set():
         try:
-            admin.list_topics(timeout=min(5.0, max(0.5, deadline - time.monotonic())))
-            return
+            admin.list_topics(timeout=5.0)
+            return True
         except KafkaException as error:
-            if time.monotonic() >= deadline:
-                raise TimeoutError(
-                    f"{what} did not answer within {timeout:.0f}s: {error}"
-                ) from None
-            log.warning("%s is not reachable yet (%s); retrying in %.1fs", what, error, delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            log.warning(
+                "%s at %s is not reachable yet (%s); retrying in %.1fs",
+                what,
+                settings.bootstrap_servers,
+                error.args[0],
+                delay,
+            )
+            stop.event.wait(delay)
+            delay = min(delay * 2, 10.0)
+    return False

@@ -23,24 +23,32 @@ ALERTS_TOPIC = "high_consumption_data"
 DEAD_LETTER_TOPIC = "iot_sensor_data_dlq"
 
 
+# Event time is the simulated clock's: it can lie months behind the wall clock or run
+# ahead of it (an hour a minute by default). Time-based retention would then delete
+# fresh readings, and Kafka 4 refuses timestamps more than an hour ahead by default;
+# so retention is by size, and any timestamp is accepted.
+SIMULATED_TIME_CONFIG: Mapping[str, str] = {
+    "retention.ms": "-1",
+    "retention.bytes": str(1024**3),  # per partition
+    "message.timestamp.after.max.ms": str(2**63 - 1),
+}
+
+
 @dataclass(frozen=True)
 class TopicSpec:
     name: str
     partitions: int = 6
     replicas: int = 1
-    config: Mapping[str, str] = field(default_factory=dict)
+    config: Mapping[str, str] = field(default_factory=lambda: dict(SIMULATED_TIME_CONFIG))
 
 
-# Six partitions let up to six transformer instances share the work. A week of
-# retention covers a weekend without anyone looking; the dead-letter topic keeps
-# a month so that bad input can still be inspected after it is noticed.
+# Six partitions let up to six transformer instances share the work; the dead-letter
+# topic is small and read by people, in order.
 DEFAULT_TOPICS: dict[str, TopicSpec] = {
-    "raw": TopicSpec(RAW_TOPIC, config={"retention.ms": str(7 * 24 * 3600 * 1000)}),
-    "processed": TopicSpec(PROCESSED_TOPIC, config={"retention.ms": str(7 * 24 * 3600 * 1000)}),
-    "alerts": TopicSpec(ALERTS_TOPIC, config={"retention.ms": str(30 * 24 * 3600 * 1000)}),
-    "deadLetter": TopicSpec(
-        DEAD_LETTER_TOPIC, partitions=1, config={"retention.ms": str(30 * 24 * 3600 * 1000)}
-    ),
+    "raw": TopicSpec(RAW_TOPIC),
+    "processed": TopicSpec(PROCESSED_TOPIC),
+    "alerts": TopicSpec(ALERTS_TOPIC),
+    "deadLetter": TopicSpec(DEAD_LETTER_TOPIC, partitions=1),
 }
 
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from confluent_kafka import KafkaError, Message, Producer
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 from pydantic import Field, field_validator
@@ -131,7 +131,6 @@ class ProducerMetrics:
     latency: Histogram
     queue_depth: Gauge
     simulated_time: Gauge
-    broker_retries: Counter
 
 
 def build_metrics(
@@ -155,11 +154,6 @@ def build_metrics(
         simulated_time=Gauge(
             "energy_producer_simulated_time_seconds",
             "The simulated clock, as a Unix time",
-            registry=registry,
-        ),
-        broker_retries=Counter(
-            "energy_producer_broker_retries",
-            "Start-up attempts that found no broker",
             registry=registry,
         ),
     )
@@ -189,27 +183,6 @@ def _delivery_callbacks(
             observe(latency)
 
     return on_delivery, on_delivery_timed
-
-
-def connect(settings: ProducerSettings, metrics: ProducerMetrics, stop: StopFlag) -> bool:
-    """Wait for the broker with backoff and a log line per try; False if stopped first."""
-    admin = kafka.admin_client(settings)
-    delay = 0.5
-    while not stop.is_set():
-        try:
-            admin.list_topics(topic=settings.topic, timeout=5.0)
-            return True
-        except Exception as error:  # noqa: BLE001 - any failure here means "not yet"
-            metrics.broker_retries.inc()
-            log.warning(
-                "Kafka at %s is not reachable yet (%s); retrying in %.1fs",
-                settings.bootstrap_servers,
-                error,
-                delay,
-            )
-            stop.event.wait(delay)
-            delay = min(delay * 2, 10.0)
-    return False
 
 
 @dataclass
@@ -242,7 +215,7 @@ class ProducerService:
     def run(self, stop: StopFlag | None = None) -> RunResult:
         """Produce until ``count``/``duration`` is reached or ``stop`` is set; flush; report."""
         stop = StopFlag() if stop is None else stop
-        if not connect(self.settings, self.metrics, stop):
+        if not kafka.wait_for_broker(self.settings, stop):
             return RunResult(0, 0, 0, 0, 0.0, 0)
         producer = Producer(kafka.producer_config(self.settings))
         self.metrics.queue_depth.set_function(lambda: len(producer))

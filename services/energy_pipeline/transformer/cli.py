@@ -1,0 +1,78 @@
+"""``energy-transformer``: flag high-consumption readings, exactly once."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from confluent_kafka import KafkaException
+
+from energy_pipeline.lifecycle import StopFlag
+from energy_pipeline.settings import SettingsError
+from energy_pipeline.transformer.service import TransformerService, TransformerSettings
+
+
+def parse_args(argv: list[str] | None) -> dict[str, object]:
+    parser = argparse.ArgumentParser(
+        prog="energy-transformer",
+        description="Consume sensor readings, flag those above the threshold as high, write "
+        "every reading to the processed topic, the high ones to the alarm topic and invalid "
+        "messages to the dead-letter topic. Every flag can also be set in the environment "
+        "as TRANSFORMER_<NAME> (KAFKA_BOOTSTRAP_SERVERS for the broker). Runs until SIGTERM.",
+    )
+    parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers (127.0.0.1:9092)")
+    parser.add_argument("--group-id", help="consumer group (energy-transformer)")
+    parser.add_argument("--input-topic", help="readings to consume (iot_sensor_data)")
+    parser.add_argument("--processed-topic", help="every valid reading (processed_iot_data)")
+    parser.add_argument("--alerts-topic", help="high readings (high_consumption_data)")
+    parser.add_argument("--dead-letter-topic", help="invalid messages (iot_sensor_data_dlq)")
+    parser.add_argument(
+        "--threshold", type=float, help="consumption strictly above this is high (100)"
+    )
+    parser.add_argument("--area-thresholds", help="per-area thresholds: offices=120,lobby=80")
+    parser.add_argument(
+        "--guarantee",
+        choices=["exactly_once", "at_least_once"],
+        help="delivery guarantee (exactly_once)",
+    )
+    parser.add_argument(
+        "--commit-interval-ms", type=int, help="time between two commits, in ms (200)"
+    )
+    parser.add_argument("--batch-size", type=int, help="messages per consume call (5000)")
+    parser.add_argument("--instance-id", help="stable name of this instance (the host name)")
+    parser.add_argument("--session-timeout-ms", type=int, help="group session timeout (10000)")
+    parser.add_argument("--metrics-port", type=int, help="Prometheus port, 0 = none (8001)")
+    parser.add_argument("--metrics-host", help="address the metrics server binds (127.0.0.1)")
+    return {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
+
+
+def main(argv: list[str] | None = None) -> int:
+    overrides = parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        settings = TransformerSettings.load(overrides)
+    except SettingsError as error:
+        print(f"energy-transformer: {error}", file=sys.stderr)
+        return 2
+    stop = StopFlag()
+    stop.install()
+    service = TransformerService(settings)
+    server = service.serve_metrics() if settings.metrics_port else None
+    try:
+        service.run(stop)
+    except KafkaException as error:
+        # Fatal (e.g. fenced by a newer instance with the same id): exit and let the
+        # supervisor restart us.
+        logging.getLogger("energy_pipeline.transformer").error("fatal Kafka error: %s", error)
+        return 1
+    finally:
+        if server is not None:
+            server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""What the transformer does to one message, as plain functions of data."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from energy_pipeline.schema import DEFAULT_THRESHOLD, Reading, Rejection, is_high, parse_reading
+
+# Dead-letter headers: why, and where the original message came from.
+DLQ_REASON = "dlq.reason"
+DLQ_DETAIL = "dlq.detail"
+DLQ_SOURCE_TOPIC = "dlq.source.topic"
+DLQ_SOURCE_PARTITION = "dlq.source.partition"
+DLQ_SOURCE_OFFSET = "dlq.source.offset"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Consumption strictly above the threshold is high; areas may have their own."""
+
+    default: float = DEFAULT_THRESHOLD
+    per_area: Mapping[str, float] | None = None
+
+    def for_area(self, area: str) -> float:
+        if self.per_area:
+            return self.per_area.get(area, self.default)
+        return self.default
+
+
+def classify(raw: bytes | None, thresholds: Thresholds) -> tuple[Reading, bool] | Rejection:
+    """A valid reading and whether it is high, or the reason it is not a reading."""
+    result = parse_reading(raw)
+    if isinstance(result, Rejection):
+        return result
+    return result, is_high(result.energy_consumption, thresholds.for_area(result.area))
+
+
+def dead_letter_headers(
+    rejection: Rejection,
+    topic: str,
+    partition: int,
+    offset: int,
+    original: object,
+) -> list[tuple[str, str | bytes | None]]:
+    """The original headers, then ours: the reason and the source position."""
+    kept: list[tuple[str, str | bytes | None]] = (
+        list(original) if isinstance(original, list) else []
+    )
+    return [
+        *kept,
+        (DLQ_REASON, rejection.reason.value.encode()),
+        (DLQ_DETAIL, rejection.detail.encode("utf-8", "replace")[:512]),
+        (DLQ_SOURCE_TOPIC, topic.encode()),
+        (DLQ_SOURCE_PARTITION, str(partition).encode()),
+        (DLQ_SOURCE_OFFSET, str(offset).encode()),
+    ]

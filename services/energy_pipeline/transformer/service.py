@@ -1,0 +1,566 @@
+"""The transformer service: consume readings, flag the high ones, write them out.
+
+Every valid reading goes to the processed topic with ``isHighConsumption``; the high
+ones also go to the alarm topic; anything else goes to the dead-letter topic with the
+original bytes and headers saying why. Key and timestamp are preserved.
+
+Two guarantees:
+
+- ``exactly_once`` (default): a transactional consume-transform-produce loop. The
+  outputs of an interval and the input offsets they came from are committed in one
+  Kafka transaction (KIP-447: the consumer group's metadata travels with the
+  offsets), so a crash or a rebalance at any moment loses nothing and duplicates
+  nothing for consumers that read committed.
+- ``at_least_once``: outputs are flushed, then the offsets committed; a crash
+  between the two reprocesses (duplicates) but never loses.
+
+Both commit on a time interval (``commit_interval_ms``), not per message.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from energy_pipeline import kafka
+from energy_pipeline.lifecycle import StopFlag
+from energy_pipeline.metrics_server import MetricsServer
+from energy_pipeline.schema import (
+    DEFAULT_THRESHOLD,
+    Reason,
+    Rejection,
+    parse_timestamp,
+    processed_json,
+)
+from energy_pipeline.settings import ServiceSettings
+from energy_pipeline.topics import ALERTS_TOPIC, DEAD_LETTER_TOPIC, PROCESSED_TOPIC, RAW_TOPIC
+from energy_pipeline.transformer.logic import Thresholds, classify, dead_letter_headers
+
+log = logging.getLogger("energy_pipeline.transformer")
+
+# Area names come from the input: past this many distinct ones, further areas are
+# counted as "other" so that garbage input cannot grow the metrics without bound.
+MAX_AREA_LABELS = 200
+OTHER_AREA = "other"
+
+
+def _hostname() -> str:
+    return socket.gethostname()
+
+
+class TransformerSettings(ServiceSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TRANSFORMER_", extra="forbid", populate_by_name=True
+    )
+
+    group_id: str = "energy-transformer"
+    input_topic: str = RAW_TOPIC
+    processed_topic: str = PROCESSED_TOPIC
+    alerts_topic: str = ALERTS_TOPIC
+    dead_letter_topic: str = DEAD_LETTER_TOPIC
+    threshold: float = Field(DEFAULT_THRESHOLD, ge=0, allow_inf_nan=False)
+    # "offices=120,lobby=80" in the environment.
+    area_thresholds: Annotated[dict[str, float], NoDecode] = Field(default_factory=dict)
+    guarantee: Literal["exactly_once", "at_least_once"] = "exactly_once"
+    commit_interval_ms: int = Field(200, ge=10, le=60_000)
+    batch_size: int = Field(5000, ge=1, le=100_000)
+    # Stable per instance (the pod name in Kubernetes): a restarted instance fences
+    # its predecessor's producer and aborts the transaction it left open.
+    instance_id: str = Field(default_factory=_hostname, min_length=1)
+    session_timeout_ms: int = Field(10_000, ge=3000)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(8001, ge=0, le=65535)
+
+    @field_validator("area_thresholds", mode="before")
+    @classmethod
+    def _parse_thresholds(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
+            if any(len(pair) != 2 for pair in pairs):
+                raise ValueError("area thresholds are written area=value,area=value")
+            return {area.strip(): threshold for area, threshold in pairs}
+        return value
+
+    @field_validator("area_thresholds")
+    @classmethod
+    def _non_negative(cls, value: dict[str, float]) -> dict[str, float]:
+        for area, threshold in value.items():
+            if not threshold >= 0:
+                raise ValueError(f"threshold of {area} must be >= 0, got {threshold}")
+        return value
+
+    @property
+    def transactional_id(self) -> str:
+        return f"{self.group_id}-{self.instance_id}"
+
+    def thresholds(self) -> Thresholds:
+        return Thresholds(self.threshold, dict(self.area_thresholds) or None)
+
+
+@dataclass
+class TransformStats:
+    """Plain counters on the hot path, exported at scrape time."""
+
+    processed: dict[str, int] = field(default_factory=dict)
+    high: dict[str, int] = field(default_factory=dict)
+    energy: dict[str, float] = field(default_factory=dict)
+    invalid: dict[str, int] = field(default_factory=lambda: {r.value: 0 for r in Reason})
+
+    def area_label(self, area: str) -> str:
+        if area in self.processed:
+            return area
+        if len(self.processed) >= MAX_AREA_LABELS:
+            area = OTHER_AREA
+        self.processed.setdefault(area, 0)
+        self.high.setdefault(area, 0)
+        self.energy.setdefault(area, 0.0)
+        return area
+
+
+class _StatsCollector(Collector):
+    def __init__(self, stats: TransformStats) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        families: list[tuple[str, str, str, dict[str, Any]]] = [
+            (
+                "energy_transformer_readings_processed",
+                "Valid readings written to the processed topic",
+                "area",
+                self.stats.processed,
+            ),
+            (
+                "energy_transformer_high_readings",
+                "Readings above the threshold (alarms)",
+                "area",
+                self.stats.high,
+            ),
+            (
+                "energy_transformer_consumption_kwh",
+                "Energy of the valid readings, in kWh",
+                "area",
+                self.stats.energy,
+            ),
+            (
+                "energy_transformer_invalid_readings",
+                "Messages sent to the dead-letter topic",
+                "reason",
+                self.stats.invalid,
+            ),
+        ]
+        for name, doc, label, values in families:
+            family = CounterMetricFamily(name, doc, labels=[label])
+            for key, value in sorted(values.items()):
+                family.add_metric([key], value)
+            yield family
+
+
+@dataclass
+class TransformerMetrics:
+    registry: CollectorRegistry
+    event_time_lag: Histogram
+    batch_size: Histogram
+    transactions: Counter
+    consumer_lag: Gauge
+    delivery_failures: Counter
+
+
+def build_metrics(
+    stats: TransformStats, registry: CollectorRegistry | None = None
+) -> TransformerMetrics:
+    registry = registry or CollectorRegistry()
+    registry.register(_StatsCollector(stats))
+    return TransformerMetrics(
+        registry=registry,
+        event_time_lag=Histogram(
+            "energy_transformer_event_time_lag_seconds",
+            "Now minus the event time of the newest reading of each batch",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400),
+            registry=registry,
+        ),
+        batch_size=Histogram(
+            "energy_transformer_batch_size",
+            "Messages per consumed batch",
+            buckets=(1, 10, 100, 500, 1000, 2500, 5000, 10000, 50000),
+            registry=registry,
+        ),
+        transactions=Counter(
+            "energy_transformer_transactions",
+            "Transactions (exactly-once) or checkpoints (at-least-once) by outcome",
+            ["outcome"],
+            registry=registry,
+        ),
+        consumer_lag=Gauge(
+            "energy_transformer_consumer_lag",
+            "Messages behind the end of each input partition",
+            ["partition"],
+            registry=registry,
+        ),
+        delivery_failures=Counter(
+            "energy_transformer_delivery_failures",
+            "Output messages Kafka failed to deliver",
+            registry=registry,
+        ),
+    )
+
+
+class TransformerService:
+    """One transformer instance: call :meth:`run` until the stop flag is set."""
+
+    def __init__(
+        self, settings: TransformerSettings, registry: CollectorRegistry | None = None
+    ) -> None:
+        self.settings = settings
+        self.stats = TransformStats()
+        self.metrics = build_metrics(self.stats, registry)
+        self.ready = threading.Event()
+        self.exactly_once = settings.guarantee == "exactly_once"
+        self._thresholds = settings.thresholds()
+        # Input partition -> next offset to commit, for what was processed since the
+        # last commit.
+        self._pending: dict[int, int] = {}
+        self._failed_deliveries = 0
+        self._producer: Producer | None = None
+        self._consumer: Consumer | None = None
+
+    @property
+    def producer(self) -> Producer:
+        if self._producer is None:
+            raise RuntimeError("the transformer is not started")
+        return self._producer
+
+    @property
+    def consumer(self) -> Consumer:
+        if self._consumer is None:
+            raise RuntimeError("the transformer is not started")
+        return self._consumer
+
+    def serve_metrics(self, port: int | None = None) -> MetricsServer:
+        port = self.settings.metrics_port if port is None else port
+        return MetricsServer(
+            self.metrics.registry, self.settings.metrics_host, port, ready=self.ready.is_set
+        ).start()
+
+    # -- set-up ---------------------------------------------------------------------
+
+    def _on_delivery_error(self, error: KafkaError | None, message: Message) -> None:
+        # Called only for failures (delivery.report.only.error).
+        self._failed_deliveries += 1
+        self.metrics.delivery_failures.inc()
+        log.error("delivery to %s failed: %s", message.topic(), error)
+
+    def _make_producer(self) -> Producer:
+        settings = self.settings
+        extra: dict[str, Any] = {
+            "delivery.report.only.error": True,
+            "on_delivery": self._on_delivery_error,
+            # Room for a dead-letter copy of the largest message the input allows.
+            "message.max.bytes": 4 * 1024 * 1024,
+        }
+        if self.exactly_once:
+            return Producer(
+                kafka.transactional_producer_config(settings, settings.transactional_id, **extra)
+            )
+        return Producer(kafka.producer_config(settings, **extra))
+
+    def _make_consumer(self) -> Consumer:
+        settings = self.settings
+        return Consumer(
+            kafka.consumer_config(
+                settings,
+                settings.group_id,
+                **{
+                    "group.instance.id": settings.transactional_id,
+                    "session.timeout.ms": settings.session_timeout_ms,
+                },
+            )
+        )
+
+    def _start(self, stop: StopFlag) -> bool:
+        """Connect (waiting for the broker, with a log line per try) and subscribe."""
+        if not kafka.wait_for_broker(self.settings, stop, "Kafka"):
+            return False
+        producer = self._make_producer()
+        if self.exactly_once:
+            delay = 1.0
+            while True:
+                try:
+                    producer.init_transactions(30)
+                    break
+                except KafkaException as exc:
+                    error: KafkaError = exc.args[0]
+                    if error.fatal() or stop.is_set():
+                        raise
+                    log.warning("init_transactions failed (%s); retrying in %.0fs", error, delay)
+                    stop.event.wait(delay)
+                    delay = min(delay * 2, 10.0)
+            producer.begin_transaction()
+        consumer = self._make_consumer()
+        consumer.subscribe(
+            [self.settings.input_topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
+        self._producer, self._consumer = producer, consumer
+        self.ready.set()
+        log.info(
+            "transforming %s -> %s / %s (dead letters: %s), %s, transactional id %s",
+            self.settings.input_topic,
+            self.settings.processed_topic,
+            self.settings.alerts_topic,
+            self.settings.dead_letter_topic,
+            self.settings.guarantee,
+            self.settings.transactional_id,
+        )
+        return True
+
+    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("assigned partitions %s", sorted(p.partition for p in partitions))
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Commit what was processed from these partitions before another instance
+        # takes them over: it starts from our committed offsets.
+        log.info("partitions %s revoked: committing", sorted(p.partition for p in partitions))
+        self._checkpoint(begin_next=True)
+        self._pending.clear()
+
+    # -- the loop ---------------------------------------------------------------------
+
+    def run(self, stop: StopFlag | None = None) -> None:
+        stop = StopFlag() if stop is None else stop
+        if not self._start(stop):
+            return
+        consumer = self.consumer
+        interval = self.settings.commit_interval_ms / 1000
+        last_commit = time.monotonic()
+        try:
+            while not stop.is_set():
+                batch = consumer.consume(self.settings.batch_size, timeout=min(interval, 0.1))
+                if batch:
+                    self._process(batch)
+                if time.monotonic() - last_commit >= interval:
+                    self._checkpoint(begin_next=True)
+                    last_commit = time.monotonic()
+        finally:
+            self._shutdown()
+
+    def _process(self, batch: list[Message]) -> None:
+        produce = self.producer.produce
+        poll = self.producer.poll
+        settings = self.settings
+        stats = self.stats
+        thresholds = self._thresholds
+        pending = self._pending
+        processed_counts, high_counts, energy = stats.processed, stats.high, stats.energy
+        processed_topic, alerts_topic = settings.processed_topic, settings.alerts_topic
+        newest_event: str | None = None
+        count = 0
+        for message in batch:
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer error: %s", error)
+                continue
+            count += 1
+            partition = message.partition() or 0
+            offset = message.offset() or 0
+            result = classify(message.value(), thresholds)
+            if isinstance(result, Rejection):
+                self._dead_letter(message, result, partition, offset)
+            else:
+                reading, high = result
+                key = message.key()
+                timestamp = message.timestamp()[1]
+                value = processed_json(reading, high)
+                while True:
+                    try:
+                        produce(processed_topic, value, key, timestamp=timestamp)
+                        if high:
+                            produce(alerts_topic, value, key, timestamp=timestamp)
+                        break
+                    except BufferError:
+                        poll(0.05)  # local queue full: let the client send
+                area = reading.area
+                if area not in processed_counts:
+                    area = stats.area_label(area)
+                processed_counts[area] += 1
+                energy[area] += reading.energy_consumption
+                if high:
+                    high_counts[area] += 1
+                newest_event = reading.timestamp
+            pending[partition] = offset + 1
+        poll(0)
+        self.metrics.batch_size.observe(count)
+        if newest_event is not None:
+            moment = parse_timestamp(newest_event)
+            if moment is not None:
+                lag = (datetime.now(UTC) - moment).total_seconds()
+                self.metrics.event_time_lag.observe(max(lag, 0.0))
+
+    def _dead_letter(
+        self, message: Message, rejection: Rejection, partition: int, offset: int
+    ) -> None:
+        headers = dead_letter_headers(
+            rejection,
+            message.topic() or self.settings.input_topic,
+            partition,
+            offset,
+            message.headers(),
+        )
+        self.stats.invalid[rejection.reason.value] += 1
+        while True:
+            try:
+                self.producer.produce(
+                    self.settings.dead_letter_topic,
+                    message.value(),
+                    message.key(),
+                    headers=headers,
+                    timestamp=message.timestamp()[1],
+                )
+                return
+            except BufferError:
+                self.producer.poll(0.05)
+
+    # -- commits --------------------------------------------------------------------
+
+    def _checkpoint(self, begin_next: bool) -> None:
+        """Commit outputs and input offsets of what was processed since the last one."""
+        if not self._pending:
+            return
+        offsets = [
+            TopicPartition(self.settings.input_topic, partition, offset)
+            for partition, offset in self._pending.items()
+        ]
+        if self.exactly_once:
+            self._commit_transaction(offsets, begin_next)
+        else:
+            self._commit_at_least_once(offsets)
+        self._update_lag()
+
+    def _commit_transaction(self, offsets: list[TopicPartition], begin_next: bool) -> None:
+        producer = self.producer
+        try:
+            producer.send_offsets_to_transaction(
+                offsets, self.consumer.consumer_group_metadata(), 30
+            )
+            self._retry_retriable(producer.commit_transaction)
+            self.metrics.transactions.labels("committed").inc()
+            self._pending.clear()
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if error.fatal():
+                raise
+            # Abortable (the broker went away, a timeout): throw the outputs away and
+            # read the same input again from the last committed offsets.
+            log.warning("transaction failed (%s): aborting and rewinding", error)
+            self._retry_retriable(producer.abort_transaction)
+            self.metrics.transactions.labels("aborted").inc()
+            self._rewind([TopicPartition(o.topic, o.partition) for o in offsets])
+            self._pending.clear()
+        if begin_next:
+            producer.begin_transaction()
+
+    def _commit_at_least_once(self, offsets: list[TopicPartition]) -> None:
+        failures_before = self._failed_deliveries
+        remaining = self.producer.flush(30)
+        if remaining or self._failed_deliveries != failures_before:
+            # Some outputs are not in Kafka: do not commit past them; read them again.
+            log.warning(
+                "%d outputs undelivered, %d failed: rewinding",
+                remaining,
+                self._failed_deliveries - failures_before,
+            )
+            self.metrics.transactions.labels("aborted").inc()
+            self._rewind([TopicPartition(o.topic, o.partition) for o in offsets])
+            self._pending.clear()
+            return
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+            self.metrics.transactions.labels("committed").inc()
+        except KafkaException as exc:
+            # The outputs are delivered; committing later (or reprocessing) is safe.
+            log.warning("offset commit failed (%s); will retry at the next checkpoint", exc)
+            return
+        self._pending.clear()
+
+    @staticmethod
+    def _retry_retriable(operation: Any) -> None:
+        """Run a transaction call again while Kafka says the error is retriable."""
+        delay = 0.5
+        while True:
+            try:
+                operation(30)
+                return
+            except KafkaException as exc:
+                error: KafkaError = exc.args[0]
+                if not error.retriable():
+                    raise
+                log.warning("%s: retrying in %.1fs", error, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _rewind(self, partitions: list[TopicPartition]) -> None:
+        """Seek back to the committed offsets of ``partitions``."""
+        assigned = {(p.topic, p.partition) for p in self.consumer.assignment()}
+        wanted = [p for p in partitions if (p.topic, p.partition) in assigned]
+        if not wanted:
+            return
+        for committed in self.consumer.committed(wanted, timeout=30):
+            offset = committed.offset if committed.offset >= 0 else OFFSET_BEGINNING
+            self.consumer.seek(TopicPartition(committed.topic, committed.partition, offset))
+
+    def _update_lag(self) -> None:
+        for partition in self.consumer.assignment():
+            try:
+                low, high = self.consumer.get_watermark_offsets(partition, cached=True)
+                [position] = self.consumer.position([partition])
+            except KafkaException:
+                continue
+            if high >= 0 and position.offset >= 0:
+                self.metrics.consumer_lag.labels(str(partition.partition)).set(
+                    max(high - position.offset, 0)
+                )
+
+    def _shutdown(self) -> None:
+        """Finish the open transaction (or checkpoint), then close the clients."""
+        self.ready.clear()
+        if self._producer is None or self._consumer is None:
+            return
+        producer, consumer = self._producer, self._consumer
+        try:
+            if self._pending:
+                self._checkpoint(begin_next=False)
+            elif self.exactly_once:
+                producer.abort_transaction(30)
+        except KafkaException as exc:
+            log.error("could not finish the last transaction: %s", exc)
+        finally:
+            consumer.close()
+            producer.flush(30)
+            log.info(
+                "stopped: %d valid, %d invalid readings processed",
+                sum(self.stats.processed.values()),
+                sum(self.stats.invalid.values()),
+            )
