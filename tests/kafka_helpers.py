@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -82,7 +83,7 @@ def end_offsets(settings: ServiceSettings, topic: str, partitions: int) -> int:
 
 
 def produce_values(
-    settings: ServiceSettings, topic: str, messages: list[tuple[bytes | None, bytes | None]]
+    settings: ServiceSettings, topic: str, messages: Sequence[tuple[bytes | None, bytes | None]]
 ) -> None:
     """Write (key, value) pairs and wait until every one is acknowledged."""
     producer = Producer(kafka.producer_config(settings))

@@ -3,6 +3,7 @@ daily pattern, SIGTERM and metrics."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -12,7 +13,6 @@ import sys
 import urllib.request
 from collections import defaultdict
 
-import orjson
 import pytest
 
 from energy_pipeline.local.broker import free_port
@@ -29,8 +29,13 @@ pytestmark = pytest.mark.kafka
 def produce(kafka: KafkaUnderTest, topic: str, **settings: object) -> ProducerService:
     service = ProducerService(
         ProducerSettings.load(
-            {"bootstrap_servers": kafka.bootstrap_servers, "topic": topic, "rate": 0,
-             "metrics_port": 0, **settings}
+            {
+                "bootstrap_servers": kafka.bootstrap_servers,
+                "topic": topic,
+                "rate": 0,
+                "metrics_port": 0,
+                **settings,
+            }
         )
     )
     result = service.run()
@@ -139,7 +144,7 @@ def test_sigterm_flushes_everything_reported_delivered(kafka: KafkaUnderTest) ->
     produced, delivered = int(match[1]), int(match[2])
     assert produced == delivered >= 1000
     records = read_topic(kafka.settings(), topic, expected=delivered, timeout=30)
-    ids = {orjson.loads(r.value or b"{}")["readingId"] for r in records}
+    ids = {json.loads(r.value or b"{}")["readingId"] for r in records}
     assert len(records) == len(ids) == delivered
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import orjson
 import pytest
 
 from energy_pipeline.schema import (
@@ -15,7 +14,7 @@ from energy_pipeline.schema import (
     Rejection,
     is_high,
     parse_reading,
-    processed_json,
+    processed_value,
 )
 
 pytestmark = pytest.mark.unit
@@ -63,6 +62,8 @@ def with_(**changes: object) -> bytes:
         (with_(energyConsumption=float("nan")), Reason.NOT_FINITE),
         (with_(energyConsumption=float("inf")), Reason.NOT_FINITE),
         (with_(energyConsumption=float("-inf")), Reason.NOT_FINITE),
+        (with_().replace(b"42.5", b"1e999"), Reason.NOT_FINITE),
+        (with_().replace(b"42.5", b"1" + b"0" * 400), Reason.NOT_FINITE),
         (with_(energyConsumption=-0.5), Reason.NEGATIVE_CONSUMPTION),
         (with_(timestamp="yesterday"), Reason.BAD_TIMESTAMP),
         (with_(timestamp="2026-01-05T11:00:00"), Reason.BAD_TIMESTAMP),  # naive
@@ -91,6 +92,7 @@ def test_rejections_carry_their_reason(raw: bytes | None, reason: Reason) -> Non
         with_(energyConsumption=100),
         with_(area="a" * MAX_STRING_LENGTH),
         with_(extra="ignored"),
+        with_(readingId=None),  # null is absent
     ],
 )
 def test_valid_edge_cases(raw: bytes) -> None:
@@ -103,16 +105,24 @@ def test_exactly_the_threshold_is_not_high() -> None:
     assert is_high(6.0, threshold=5.0)
 
 
-def test_processed_reading_keeps_fields_and_adds_the_flag() -> None:
-    reading = parse_reading(with_(area="cafetería", energyConsumption=120))
+@pytest.mark.parametrize(
+    "raw",
+    [
+        with_(area="cafetería", energyConsumption=120, extra="kept"),
+        '{"sensorId":"s","area":"cafetería","energyConsumption":120,'
+        '"timestamp":"2026-01-05T11:00:00Z"}'.encode(),
+        b'{"sensorId":"s","area":"lobby","energyConsumption":120,'
+        b'"timestamp":"2026-01-05T11:00:00Z","isHighConsumption":false}   ',
+        b'{"sensorId":"s","area":"lobby","energyConsumption":120,'
+        b'"timestamp":"2026-01-05T11:00:00Z","isHigh\\u0043onsumption":null}',
+        with_(energyConsumption=120) + b"\n",
+    ],
+)
+def test_processed_reading_keeps_every_field_and_sets_the_flag(raw: bytes) -> None:
+    reading = parse_reading(raw)
     assert isinstance(reading, Reading)
-    out = orjson.loads(processed_json(reading, is_high(reading.energy_consumption)))
-    assert out == {
-        **VALID,
-        "area": "cafetería",
-        "energyConsumption": 120.0,
-        "isHighConsumption": True,
-    }
+    out = json.loads(processed_value(raw, reading, is_high(reading.energy_consumption)))
+    assert out == {**json.loads(raw), "isHighConsumption": True}
 
 
 def test_reading_json_round_trips() -> None:

@@ -3,6 +3,7 @@ and two instances in one group. Every check reads the output topics back, read c
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -17,7 +18,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import orjson
 import pytest
 
 from energy_pipeline.local.broker import LocalBroker, free_port
@@ -33,6 +33,11 @@ from energy_pipeline.transformer.logic import (
 from conftest import KafkaUnderTest
 from kafka_helpers import Record, produce_values, read_topic
 from metrics_helpers import scrape, wait_for_metric
+
+
+def _dumps(value: object) -> bytes:
+    return json.dumps(value).encode()
+
 
 pytestmark = pytest.mark.kafka
 
@@ -162,13 +167,13 @@ def produce_readings(
 
 
 def ids_of(records: list[Record]) -> Counter[str]:
-    return Counter(orjson.loads(r.value or b"{}")["readingId"] for r in records)
+    return Counter(json.loads(r.value or b"{}")["readingId"] for r in records)
 
 
 def expected_high(records: list[Record], threshold: float = 100.0) -> set[str]:
     return {
         body["readingId"]
-        for body in (orjson.loads(r.value or b"{}") for r in records)
+        for body in (json.loads(r.value or b"{}") for r in records)
         if body["energyConsumption"] > threshold
     }
 
@@ -209,7 +214,7 @@ def test_flags_routes_and_preserves_key_and_timestamp(
     messages = [
         (
             sensor.encode(),
-            orjson.dumps(
+            _dumps(
                 {
                     "sensorId": sensor,
                     "area": area,
@@ -235,12 +240,12 @@ def test_flags_routes_and_preserves_key_and_timestamp(
     processed = read_topic(kafka.settings(), topics.processed, expected=5, timeout=60)
     alerts = read_topic(kafka.settings(), topics.alerts, expected=3, timeout=30)
     assert transformer.stop() == 0
-    by_id = {orjson.loads(r.value or b"")["readingId"]: r for r in processed}
-    flags = {i: orjson.loads(r.value or b"")["isHighConsumption"] for i, r in by_id.items()}
+    by_id = {json.loads(r.value or b"")["readingId"]: r for r in processed}
+    flags = {i: json.loads(r.value or b"")["isHighConsumption"] for i, r in by_id.items()}
     assert flags == {"id-0": False, "id-1": True, "id-2": True, "id-3": False, "id-4": True}
     assert sorted(ids_of(alerts)) == ["id-1", "id-2", "id-4"]
     raw = {
-        orjson.loads(r.value or b"")["readingId"]: r
+        json.loads(r.value or b"")["readingId"]: r
         for r in read_topic(kafka.settings(), topics.raw, expected=5)
     }
     for i, (sensor, _, _) in enumerate(readings):
@@ -300,7 +305,7 @@ def test_malformed_messages_go_to_the_dead_letter_topic(
             messages.append(
                 (
                     b"lobby-01",
-                    orjson.dumps(
+                    _dumps(
                         {
                             "sensorId": "lobby-01",
                             "area": "lobby",

@@ -41,7 +41,7 @@ def producer_config(settings: ServiceSettings, **extra: Any) -> dict[str, Any]:
         "acks": "all",
         # Batch: wait a few ms so that each request carries many readings.
         "linger.ms": 20,
-        "batch.size": 1_000_000,
+        "batch.size": 256 * 1024,
         "compression.type": "lz4",
         "queue.buffering.max.messages": 1_000_000,
         "queue.buffering.max.kbytes": 512 * 1024,
@@ -69,7 +69,10 @@ def consumer_config(settings: ServiceSettings, group_id: str, **extra: Any) -> d
         "isolation.level": "read_committed",
         "enable.partition.eof": False,
         "fetch.min.bytes": 1,
-        "queued.min.messages": 100_000,
+        # Prefetch at most this much (librdkafka's defaults are 64 MB and 50 MB): enough
+        # to keep the loop busy, and it bounds the service's memory.
+        "queued.max.messages.kbytes": 8 * 1024,
+        "fetch.max.bytes": 8 * 1024 * 1024,
         **extra,
     }
 

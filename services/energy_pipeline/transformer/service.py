@@ -51,7 +51,7 @@ from energy_pipeline.schema import (
     Reason,
     Rejection,
     parse_timestamp,
-    processed_json,
+    processed_value,
 )
 from energy_pipeline.settings import ServiceSettings
 from energy_pipeline.topics import ALERTS_TOPIC, DEAD_LETTER_TOPIC, PROCESSED_TOPIC, RAW_TOPIC
@@ -127,15 +127,25 @@ class TransformStats:
     energy: dict[str, float] = field(default_factory=dict)
     invalid: dict[str, int] = field(default_factory=lambda: {r.value: 0 for r in Reason})
 
-    def area_label(self, area: str) -> str:
-        if area in self.processed:
-            return area
-        if len(self.processed) >= MAX_AREA_LABELS:
-            area = OTHER_AREA
+    @property
+    def messages(self) -> int:
+        return sum(self.processed.values()) + sum(self.invalid.values())
+
+    def add_area(self, area: str) -> None:
         self.processed.setdefault(area, 0)
         self.high.setdefault(area, 0)
         self.energy.setdefault(area, 0.0)
-        return area
+
+    def merge(self, other: TransformStats) -> None:
+        _add(self.processed, other.processed)
+        _add(self.high, other.high)
+        _add(self.energy, other.energy)
+        _add(self.invalid, other.invalid)
+
+
+def _add(into: dict[str, Any], other: dict[str, Any]) -> None:
+    for key, value in other.items():
+        into[key] = into.get(key, 0) + value
 
 
 class _StatsCollector(Collector):
@@ -232,7 +242,11 @@ class TransformerService:
         self, settings: TransformerSettings, registry: CollectorRegistry | None = None
     ) -> None:
         self.settings = settings
+        # Committed counts (what the metrics show) and the counts of what was processed
+        # since the last commit: an aborted transaction's readings are read again,
+        # and must not be counted twice.
         self.stats = TransformStats()
+        self._uncommitted = TransformStats()
         self.metrics = build_metrics(self.stats, registry)
         self.ready = threading.Event()
         self.exactly_once = settings.guarantee == "exactly_once"
@@ -344,7 +358,10 @@ class TransformerService:
         # takes them over: it starts from our committed offsets.
         log.info("partitions %s revoked: committing", sorted(p.partition for p in partitions))
         self._checkpoint(begin_next=True)
-        self._pending.clear()
+        if self._pending:
+            # The commit failed: whoever gets these partitions reads that input again.
+            self._uncommitted = TransformStats()
+            self._pending.clear()
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -370,7 +387,7 @@ class TransformerService:
         produce = self.producer.produce
         poll = self.producer.poll
         settings = self.settings
-        stats = self.stats
+        stats = self._uncommitted
         thresholds = self._thresholds
         pending = self._pending
         processed_counts, high_counts, energy = stats.processed, stats.high, stats.energy
@@ -386,14 +403,15 @@ class TransformerService:
             count += 1
             partition = message.partition() or 0
             offset = message.offset() or 0
-            result = classify(message.value(), thresholds)
+            raw = message.value()
+            result = classify(raw, thresholds)
             if isinstance(result, Rejection):
                 self._dead_letter(message, result, partition, offset)
             else:
                 reading, high = result
                 key = message.key()
                 timestamp = message.timestamp()[1]
-                value = processed_json(reading, high)
+                value = processed_value(raw, reading, high)
                 while True:
                     try:
                         produce(processed_topic, value, key, timestamp=timestamp)
@@ -404,7 +422,7 @@ class TransformerService:
                         poll(0.05)  # local queue full: let the client send
                 area = reading.area
                 if area not in processed_counts:
-                    area = stats.area_label(area)
+                    area = self._area_label(area)
                 processed_counts[area] += 1
                 energy[area] += reading.energy_consumption
                 if high:
@@ -419,6 +437,14 @@ class TransformerService:
                 lag = (datetime.now(UTC) - moment).total_seconds()
                 self.metrics.event_time_lag.observe(max(lag, 0.0))
 
+    def _area_label(self, area: str) -> str:
+        """The label an area is counted under (registered in the uncommitted counts)."""
+        known = len(self.stats.processed) + len(self._uncommitted.processed)
+        if area not in self.stats.processed and known >= MAX_AREA_LABELS:
+            area = OTHER_AREA
+        self._uncommitted.add_area(area)
+        return area
+
     def _dead_letter(
         self, message: Message, rejection: Rejection, partition: int, offset: int
     ) -> None:
@@ -429,7 +455,7 @@ class TransformerService:
             offset,
             message.headers(),
         )
-        self.stats.invalid[rejection.reason.value] += 1
+        self._uncommitted.invalid[rejection.reason.value] += 1
         while True:
             try:
                 self.producer.produce(
@@ -466,8 +492,7 @@ class TransformerService:
                 offsets, self.consumer.consumer_group_metadata(), 30
             )
             self._retry_retriable(producer.commit_transaction)
-            self.metrics.transactions.labels("committed").inc()
-            self._pending.clear()
+            self._committed()
         except KafkaException as exc:
             error: KafkaError = exc.args[0]
             if error.fatal():
@@ -476,9 +501,7 @@ class TransformerService:
             # read the same input again from the last committed offsets.
             log.warning("transaction failed (%s): aborting and rewinding", error)
             self._retry_retriable(producer.abort_transaction)
-            self.metrics.transactions.labels("aborted").inc()
-            self._rewind([TopicPartition(o.topic, o.partition) for o in offsets])
-            self._pending.clear()
+            self._discard(offsets)
         if begin_next:
             producer.begin_transaction()
 
@@ -492,17 +515,28 @@ class TransformerService:
                 remaining,
                 self._failed_deliveries - failures_before,
             )
-            self.metrics.transactions.labels("aborted").inc()
-            self._rewind([TopicPartition(o.topic, o.partition) for o in offsets])
-            self._pending.clear()
+            self._discard(offsets)
             return
         try:
             self.consumer.commit(offsets=offsets, asynchronous=False)
-            self.metrics.transactions.labels("committed").inc()
         except KafkaException as exc:
             # The outputs are delivered; committing later (or reprocessing) is safe.
             log.warning("offset commit failed (%s); will retry at the next checkpoint", exc)
             return
+        self._committed()
+
+    def _committed(self) -> None:
+        """The last interval is in Kafka: count it."""
+        self.metrics.transactions.labels("committed").inc()
+        self.stats.merge(self._uncommitted)
+        self._uncommitted = TransformStats()
+        self._pending.clear()
+
+    def _discard(self, offsets: list[TopicPartition]) -> None:
+        """The last interval is not in Kafka: forget it and read its input again."""
+        self.metrics.transactions.labels("aborted").inc()
+        self._rewind([TopicPartition(o.topic, o.partition) for o in offsets])
+        self._uncommitted = TransformStats()
         self._pending.clear()
 
     @staticmethod

@@ -1,0 +1,1 @@
+"""The energy-pipeline operator: reconciles EnergyPipeline resources with kopf."""
