@@ -140,7 +140,8 @@ def go_binary() -> str:
     if go is None:
         raise GoBuildError(
             "go is not installed: kube-apiserver, etcd and helm are built from Go modules "
-            "once (Go 1.26 or newer, e.g. apt-get install golang-go if it is recent enough)"
+            "once: install Go 1.26 or newer (an older Go from 1.21 on fetches the 1.26 "
+            "toolchain from the Go module proxy by itself)"
         )
     return go
 
