@@ -15,6 +15,7 @@ Used by ``make apiserver-up`` / ``make apiserver-down`` (through
 
 from __future__ import annotations
 
+import base64
 import logging
 import secrets
 import shutil
@@ -80,7 +81,7 @@ def kubeconfig(server: str, token: str, user: str, ca_file: Path | None = None) 
     """A kubeconfig with one cluster, one token user and one current context."""
     cluster: dict[str, Any] = {"server": server}
     if ca_file is not None and ca_file.exists():
-        cluster["certificate-authority"] = str(ca_file.resolve())
+        cluster["certificate-authority-data"] = base64.b64encode(ca_file.read_bytes()).decode()
     else:
         cluster["insecure-skip-tls-verify"] = True
     return {
@@ -113,6 +114,8 @@ class ControlPlane:
     apiserver_pid: int | None = None
 
     def __post_init__(self) -> None:
+        # The processes run in the workdir: every path handed to them is absolute.
+        self.workdir = self.workdir.resolve()
         if self.kubeconfig_path is None:
             self.kubeconfig_path = self.workdir / "kubeconfig"
 
@@ -194,7 +197,12 @@ class ControlPlane:
             f"--service-account-key-file={self.workdir / 'sa.pub'}",
             f"--service-account-signing-key-file={self.workdir / 'sa.key'}",
             f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+            # The reconciler of the `kubernetes` Service's endpoints refuses a loopback
+            # advertise address; nothing here routes to that Service anyway.
+            "--endpoint-reconciler-type=none",
             f"--disable-admission-plugins={','.join(DISABLED_ADMISSION_PLUGINS)}",
+            # As kubeadm and kind do: Pod Security, not the API server, refuses privileged Pods.
+            "--allow-privileged=true",
             "--profiling=false",
         ]
 
