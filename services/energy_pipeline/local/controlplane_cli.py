@@ -21,7 +21,14 @@ import sys
 from pathlib import Path
 
 from energy_pipeline.local.controlplane import ControlPlane, ControlPlaneError
-from energy_pipeline.local.gobuild import ETCD, HELM, KUBE_APISERVER, GoBuildError, ensure_built
+from energy_pipeline.local.gobuild import (
+    ETCD,
+    HELM,
+    KUBE_APISERVER,
+    GoBuildError,
+    binary_path,
+    ensure_built,
+)
 
 BUILD = Path(os.environ.get("ENERGY_PIPELINE_BUILD", "build"))
 WORKDIR = BUILD / "controlplane"
@@ -63,7 +70,8 @@ def apiserver_up() -> ControlPlane:
     if running:
         print("stopping what is left of an earlier control plane", flush=True)
         plane.stop()
-    print("building etcd and kube-apiserver if they are not cached (minutes the first time)")
+    if not all(binary_path(tool).exists() for tool in (ETCD, KUBE_APISERVER)):
+        print("building etcd and kube-apiserver once (several minutes the first time)", flush=True)
     plane.build()
     print(
         f"starting etcd on {plane.etcd_url} and kube-apiserver on {plane.server} "
@@ -107,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # One line per readiness probe is noise.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         if args.command == "apiserver-up":
             apiserver_up()
