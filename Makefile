@@ -10,6 +10,10 @@ PY := $(VENV)/bin/python
 # The local broker's port (make kafka-up, make topics, make run).
 KAFKA_PORT ?= 9092
 export KAFKA_PORT
+# The local control plane's ports (make apiserver-up).
+APISERVER_PORT ?= 6443
+ETCD_PORT ?= 2379
+export APISERVER_PORT ETCD_PORT
 # make run DURATION=N stops by itself after N seconds (0: until Ctrl-C).
 DURATION ?= 0
 # Extra pytest arguments, e.g. make test PYTEST_ARGS="-k producer".
@@ -54,7 +58,7 @@ run: install ## Run the pipeline locally: broker, topics, producer, transformer,
 	$(PY) -m energy_pipeline.local run --duration $(DURATION)
 
 .PHONY: kafka-up
-kafka-up: install ## Start the local Kafka broker on 127.0.0.1:$(KAFKA_PORT).
+kafka-up: install ## Start the local Kafka broker on 127.0.0.1:KAFKA_PORT (default 9092).
 	$(PY) -m energy_pipeline.local kafka-up
 
 .PHONY: kafka-down
@@ -64,6 +68,22 @@ kafka-down: install ## Stop the local Kafka broker.
 .PHONY: topics
 topics: install ## Create the pipeline's topics on the local broker.
 	$(PY) -m energy_pipeline.local topics
+
+##@ Kubernetes (local control plane)
+
+.PHONY: k8s-tools
+k8s-tools: install ## Build kube-apiserver, etcd and helm once from Go modules (minutes the first time).
+	$(PY) -m energy_pipeline.local.controlplane_cli build
+
+.PHONY: apiserver-up
+apiserver-up: install ## Start etcd and kube-apiserver on 127.0.0.1:APISERVER_PORT (6443); kubeconfig in build/kubeconfig.
+	$(PY) -m energy_pipeline.local.controlplane_cli apiserver-up
+
+.PHONY: apiserver-down
+apiserver-down: install ## Stop the local etcd and kube-apiserver.
+	$(PY) -m energy_pipeline.local.controlplane_cli apiserver-down
+
+##@ Housekeeping
 
 .PHONY: clean
 clean: ## Remove build outputs (not the caches under ~/.cache/energy-pipeline).

@@ -19,6 +19,8 @@ from energy_pipeline.local.broker import LocalBroker, free_port
 from energy_pipeline.settings import ServiceSettings
 from energy_pipeline.topics import TopicSpec, ensure_topics_or_raise
 
+from controlplane_fixtures import control_plane, helm_binary  # noqa: F401 - session fixtures
+
 
 class KafkaUnderTest:
     """The broker the tests use; ``broker`` is None when it was given from outside."""

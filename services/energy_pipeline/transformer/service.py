@@ -65,6 +65,16 @@ MAX_AREA_LABELS = 200
 OTHER_AREA = "other"
 
 
+# A fatal consumer error this many times within a minute stops the service.
+MAX_CLIENT_RESTARTS = 3
+
+
+class _ClientsBroken(Exception):
+    def __init__(self, error: KafkaError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 def _hostname() -> str:
     return socket.gethostname()
 
@@ -366,22 +376,56 @@ class TransformerService:
     # -- the loop ---------------------------------------------------------------------
 
     def run(self, stop: StopFlag | None = None) -> None:
+        """Transform until ``stop`` is set. A consumer that Kafka declares fatally
+        broken (it happens to a static group member after a broker restart) is
+        replaced by new clients; more than a few times in a row is an error."""
         stop = StopFlag() if stop is None else stop
-        if not self._start(stop):
-            return
+        recent_restarts: list[float] = []
+        while not stop.is_set():
+            if not self._start(stop):
+                return
+            try:
+                self._loop(stop)
+                return
+            except _ClientsBroken as broken:
+                now = time.monotonic()
+                recent_restarts = [t for t in recent_restarts if now - t < 60] + [now]
+                if len(recent_restarts) > MAX_CLIENT_RESTARTS:
+                    raise KafkaException(broken.error) from None
+                log.error("%s: starting new Kafka clients", broken.error)
+                self._discard_clients()
+            finally:
+                if self._consumer is not None:
+                    self._shutdown()
+
+    def _loop(self, stop: StopFlag) -> None:
         consumer = self.consumer
         interval = self.settings.commit_interval_ms / 1000
         last_commit = time.monotonic()
-        try:
-            while not stop.is_set():
-                batch = consumer.consume(self.settings.batch_size, timeout=min(interval, 0.1))
-                if batch:
-                    self._process(batch)
-                if time.monotonic() - last_commit >= interval:
-                    self._checkpoint(begin_next=True)
-                    last_commit = time.monotonic()
-        finally:
-            self._shutdown()
+        while not stop.is_set():
+            batch = consumer.consume(self.settings.batch_size, timeout=min(interval, 0.1))
+            if batch:
+                self._process(batch)
+            if time.monotonic() - last_commit >= interval:
+                self._checkpoint(begin_next=True)
+                last_commit = time.monotonic()
+
+    def _discard_clients(self) -> None:
+        """Drop broken clients without committing: their open work is read again."""
+        self.ready.clear()
+        self._uncommitted = TransformStats()
+        self._pending.clear()
+        producer, consumer = self._producer, self._consumer
+        self._producer = self._consumer = None
+        for close in (
+            consumer.close if consumer else None,
+            producer.abort_transaction if producer and self.exactly_once else None,
+        ):
+            if close is not None:
+                try:
+                    close()
+                except KafkaException as error:
+                    log.info("while discarding a broken client: %s", error)
 
     def _process(self, batch: list[Message]) -> None:
         produce = self.producer.produce
@@ -397,6 +441,8 @@ class TransformerService:
         for message in batch:
             error = message.error()
             if error is not None:
+                if error.fatal():
+                    raise _ClientsBroken(error)
                 if error.code() != KafkaError._PARTITION_EOF:
                     log.warning("consumer error: %s", error)
                 continue
