@@ -219,7 +219,8 @@ def test_flags_routes_and_preserves_key_and_timestamp(
                     "sensorId": sensor,
                     "area": area,
                     "energyConsumption": value,
-                    "timestamp": f"2026-01-05T11:00:0{i}Z",
+                    # A Monday: 11:00 is a peak, working hour; 23:00 is off-peak, off hours.
+                    "timestamp": f"2026-01-05T{11 if i < 3 else 23}:00:0{i}Z",
                     "readingId": f"id-{i}",
                 }
             ),
@@ -236,9 +237,13 @@ def test_flags_routes_and_preserves_key_and_timestamp(
         "a",
         "--area-thresholds",
         "offices=120",
+        "--peak-price-per-kwh",
+        "0.30",
     )
     processed = read_topic(kafka.settings(), topics.processed, expected=5, timeout=60)
     alerts = read_topic(kafka.settings(), topics.alerts, expected=3, timeout=30)
+    wait_for_metric(transformer.metrics_port, "energy_transformer_readings_processed_total", 5)
+    metrics = scrape(transformer.metrics_port)
     assert transformer.stop() == 0
     by_id = {json.loads(r.value or b"")["readingId"]: r for r in processed}
     flags = {i: json.loads(r.value or b"")["isHighConsumption"] for i, r in by_id.items()}
@@ -253,6 +258,17 @@ def test_flags_routes_and_preserves_key_and_timestamp(
         assert record.key == sensor.encode()
         assert record.timestamp_ms == raw[f"id-{i}"].timestamp_ms
     assert "stopped:" in transformer.log()
+    energy = sum(value for _, _, value in readings)
+    assert metrics["energy_transformer_consumption_kwh_total"] == pytest.approx(energy)
+    assert metrics["energy_transformer_cost_total"] == pytest.approx(
+        0.30 * (100.0 + 100.5 + 150.0) + 0.15 * (110.0 + 121.0)
+    )
+    assert metrics['energy_transformer_off_hours_consumption_kwh_total{area="offices"}'] == (
+        pytest.approx(231.0)
+    )
+    assert metrics['energy_transformer_cost_total{area="lobby",currency="EUR"}'] == (
+        pytest.approx(0.30 * 200.5)
+    )
 
 
 MALFORMED: list[tuple[bytes | None, str]] = [

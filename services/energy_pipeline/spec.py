@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from energy_pipeline.schema import DEFAULT_THRESHOLD
+from energy_pipeline.tariff import Tariff
 from energy_pipeline.topics import DEFAULT_TOPICS, TopicSpec
 
 # Kafka's own rule for topic names (kafka.common.internals.Topic): 1 to 249 of
@@ -159,12 +160,39 @@ class KsqlSpec(_Spec):
         return self
 
 
+class TariffSpec(_Spec):
+    """The price of energy; ``peakPricePerKwh`` applies from ``peakStartHour`` to
+    ``peakEndHour`` (UTC, event time)."""
+
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = "EUR"
+    price_per_kwh: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.15
+    peak_price_per_kwh: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    peak_start_hour: int = Field(default=8, ge=0, le=23)
+    peak_end_hour: int = Field(default=20, ge=1, le=24)
+
+    @model_validator(mode="after")
+    def _hours_in_order(self) -> Self:
+        if self.peak_start_hour >= self.peak_end_hour:
+            raise ValueError("tariff.peakStartHour must be before peakEndHour")
+        return self
+
+    def to_tariff(self) -> Tariff:
+        return Tariff(
+            self.price_per_kwh,
+            self.peak_price_per_kwh,
+            self.peak_start_hour,
+            self.peak_end_hour,
+            self.currency,
+        )
+
+
 class EnergyPipelineSpec(_Spec):
     kafka: KafkaSpec = Field(default_factory=KafkaSpec)
     topics: TopicsSpec = Field(default_factory=TopicsSpec)
     high_consumption_threshold: Threshold = DEFAULT_THRESHOLD
     area_thresholds: dict[str, Threshold] | None = None
     ksql: KsqlSpec = Field(default_factory=KsqlSpec)
+    tariff: TariffSpec = Field(default_factory=TariffSpec)
     deletion_policy: Literal["Retain", "Delete"] = "Retain"
 
     def threshold_for(self, area: str) -> float:

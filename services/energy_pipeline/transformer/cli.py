@@ -42,6 +42,15 @@ def parse_args(argv: list[str] | None) -> dict[str, object]:
     parser.add_argument("--batch-size", type=int, help="messages per consume call (5000)")
     parser.add_argument("--instance-id", help="stable name of this instance (the host name)")
     parser.add_argument("--session-timeout-ms", type=int, help="group session timeout (10000)")
+    parser.add_argument("--price-per-kwh", type=float, help="tariff, per kWh (0.15)")
+    parser.add_argument(
+        "--peak-price-per-kwh",
+        type=float,
+        help="tariff in peak hours, per kWh (none: one price all day)",
+    )
+    parser.add_argument("--peak-start-hour", type=int, help="peak hours start, UTC (8)")
+    parser.add_argument("--peak-end-hour", type=int, help="peak hours end, UTC (20)")
+    parser.add_argument("--currency", help="currency of the tariff (EUR)")
     parser.add_argument("--metrics-port", type=int, help="Prometheus port, 0 = none (8001)")
     parser.add_argument("--metrics-host", help="address the metrics server binds (127.0.0.1)")
     return {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}

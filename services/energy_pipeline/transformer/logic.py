@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from energy_pipeline.schema import DEFAULT_THRESHOLD, Reading, Rejection, is_high, parse_reading
+from energy_pipeline.schema import (
+    DEFAULT_THRESHOLD,
+    Reading,
+    Rejection,
+    is_high,
+    parse_reading,
+    parse_timestamp,
+)
+from energy_pipeline.tariff import Tariff, is_off_hours
 
 # Dead-letter headers: why, and where the original message came from.
 DLQ_REASON = "dlq.reason"
@@ -26,6 +34,28 @@ class Thresholds:
         if self.per_area:
             return self.per_area.get(area, self.default)
         return self.default
+
+
+class EventTimeRates:
+    """Price per kWh and off-hours flag of an event time, remembered per timestamp
+    string (the readings of one round share theirs)."""
+
+    MAX_REMEMBERED = 10_000
+
+    def __init__(self, tariff: Tariff) -> None:
+        self.tariff = tariff
+        self._known: dict[str, tuple[float, bool]] = {}
+
+    def of(self, timestamp: str) -> tuple[float, bool]:
+        known = self._known.get(timestamp)
+        if known is None:
+            moment = parse_timestamp(timestamp)
+            # Valid readings always parse; None cannot happen for them.
+            known = (self.tariff.price_at(moment), is_off_hours(moment)) if moment else (0.0, False)
+            if len(self._known) >= self.MAX_REMEMBERED:
+                self._known.clear()
+            self._known[timestamp] = known
+        return known
 
 
 def classify(raw: bytes | None, thresholds: Thresholds) -> tuple[Reading, bool] | Rejection:

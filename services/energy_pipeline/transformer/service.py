@@ -54,8 +54,14 @@ from energy_pipeline.schema import (
     processed_value,
 )
 from energy_pipeline.settings import ServiceSettings
+from energy_pipeline.tariff import Tariff
 from energy_pipeline.topics import ALERTS_TOPIC, DEAD_LETTER_TOPIC, PROCESSED_TOPIC, RAW_TOPIC
-from energy_pipeline.transformer.logic import Thresholds, classify, dead_letter_headers
+from energy_pipeline.transformer.logic import (
+    EventTimeRates,
+    Thresholds,
+    classify,
+    dead_letter_headers,
+)
 
 log = logging.getLogger("energy_pipeline.transformer")
 
@@ -99,6 +105,12 @@ class TransformerSettings(ServiceSettings):
     # its predecessor's producer and aborts the transaction it left open.
     instance_id: str = Field(default_factory=_hostname, min_length=1)
     session_timeout_ms: int = Field(10_000, ge=3000)
+    # The tariff (see energy_pipeline.tariff): peak hours are UTC, in event time.
+    price_per_kwh: float = Field(0.15, ge=0, allow_inf_nan=False)
+    peak_price_per_kwh: float | None = Field(None, ge=0, allow_inf_nan=False)
+    peak_start_hour: int = Field(8, ge=0, le=23)
+    peak_end_hour: int = Field(20, ge=1, le=24)
+    currency: str = Field("EUR", pattern=r"^[A-Z]{3}$")
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(8001, ge=0, le=65535)
 
@@ -124,6 +136,15 @@ class TransformerSettings(ServiceSettings):
     def transactional_id(self) -> str:
         return f"{self.group_id}-{self.instance_id}"
 
+    def tariff(self) -> Tariff:
+        return Tariff(
+            self.price_per_kwh,
+            self.peak_price_per_kwh,
+            self.peak_start_hour,
+            self.peak_end_hour,
+            self.currency,
+        )
+
     def thresholds(self) -> Thresholds:
         return Thresholds(self.threshold, dict(self.area_thresholds) or None)
 
@@ -135,6 +156,8 @@ class TransformStats:
     processed: dict[str, int] = field(default_factory=dict)
     high: dict[str, int] = field(default_factory=dict)
     energy: dict[str, float] = field(default_factory=dict)
+    cost: dict[str, float] = field(default_factory=dict)
+    off_hours_energy: dict[str, float] = field(default_factory=dict)
     invalid: dict[str, int] = field(default_factory=lambda: {r.value: 0 for r in Reason})
 
     @property
@@ -145,11 +168,15 @@ class TransformStats:
         self.processed.setdefault(area, 0)
         self.high.setdefault(area, 0)
         self.energy.setdefault(area, 0.0)
+        self.cost.setdefault(area, 0.0)
+        self.off_hours_energy.setdefault(area, 0.0)
 
     def merge(self, other: TransformStats) -> None:
         _add(self.processed, other.processed)
         _add(self.high, other.high)
         _add(self.energy, other.energy)
+        _add(self.cost, other.cost)
+        _add(self.off_hours_energy, other.off_hours_energy)
         _add(self.invalid, other.invalid)
 
 
@@ -159,8 +186,9 @@ def _add(into: dict[str, Any], other: dict[str, Any]) -> None:
 
 
 class _StatsCollector(Collector):
-    def __init__(self, stats: TransformStats) -> None:
+    def __init__(self, stats: TransformStats, currency: str) -> None:
         self.stats = stats
+        self.currency = currency
 
     def collect(self) -> Iterator[CounterMetricFamily]:
         families: list[tuple[str, str, str, dict[str, Any]]] = [
@@ -183,6 +211,12 @@ class _StatsCollector(Collector):
                 self.stats.energy,
             ),
             (
+                "energy_transformer_off_hours_consumption_kwh",
+                "Energy used at night and at weekends (event time), in kWh",
+                "area",
+                self.stats.off_hours_energy,
+            ),
+            (
                 "energy_transformer_invalid_readings",
                 "Messages sent to the dead-letter topic",
                 "reason",
@@ -194,6 +228,14 @@ class _StatsCollector(Collector):
             for key, value in sorted(values.items()):
                 family.add_metric([key], value)
             yield family
+        cost = CounterMetricFamily(
+            "energy_transformer_cost",
+            "Cost of the valid readings' energy at the tariff",
+            labels=["area", "currency"],
+        )
+        for area, value in sorted(self.stats.cost.items()):
+            cost.add_metric([area, self.currency], value)
+        yield cost
 
 
 @dataclass
@@ -207,10 +249,10 @@ class TransformerMetrics:
 
 
 def build_metrics(
-    stats: TransformStats, registry: CollectorRegistry | None = None
+    stats: TransformStats, currency: str, registry: CollectorRegistry | None = None
 ) -> TransformerMetrics:
     registry = registry or CollectorRegistry()
-    registry.register(_StatsCollector(stats))
+    registry.register(_StatsCollector(stats, currency))
     return TransformerMetrics(
         registry=registry,
         event_time_lag=Histogram(
@@ -257,10 +299,11 @@ class TransformerService:
         # and must not be counted twice.
         self.stats = TransformStats()
         self._uncommitted = TransformStats()
-        self.metrics = build_metrics(self.stats, registry)
+        self.metrics = build_metrics(self.stats, settings.currency, registry)
         self.ready = threading.Event()
         self.exactly_once = settings.guarantee == "exactly_once"
         self._thresholds = settings.thresholds()
+        self._rates = EventTimeRates(settings.tariff())
         # Input partition -> next offset to commit, for what was processed since the
         # last commit.
         self._pending: dict[int, int] = {}
@@ -435,6 +478,7 @@ class TransformerService:
         thresholds = self._thresholds
         pending = self._pending
         processed_counts, high_counts, energy = stats.processed, stats.high, stats.energy
+        cost, off_hours_energy, rates = stats.cost, stats.off_hours_energy, self._rates.of
         processed_topic, alerts_topic = settings.processed_topic, settings.alerts_topic
         newest_event: str | None = None
         count = 0
@@ -470,7 +514,12 @@ class TransformerService:
                 if area not in processed_counts:
                     area = self._area_label(area)
                 processed_counts[area] += 1
-                energy[area] += reading.energy_consumption
+                consumption = reading.energy_consumption
+                energy[area] += consumption
+                price, off_hours = rates(reading.timestamp)
+                cost[area] += consumption * price
+                if off_hours:
+                    off_hours_energy[area] += consumption
                 if high:
                     high_counts[area] += 1
                 newest_event = reading.timestamp
