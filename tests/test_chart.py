@@ -748,7 +748,7 @@ def test_helm_install_prints_the_next_steps_and_uninstall_removes_the_release(
     for text in (
         f"kubectl -n {namespace} wait kafka/energy-kafka",
         "get energypipelines",
-        "energy-ksql query --url http://127.0.0.1:8088",
+        "energy-ksql query -f pipeline.yaml --url http://127.0.0.1:8088",
         f"helm test {release}",
         f"helm uninstall {release} -n {namespace}",
     ):
