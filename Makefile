@@ -69,6 +69,14 @@ kafka-down: install ## Stop the local Kafka broker.
 topics: install ## Create the pipeline's topics on the local broker.
 	$(PY) -m energy_pipeline.local topics
 
+.PHONY: report
+report: install ## Draw one simulated weekday (per-area load, high readings) into build/report/simulated-day.png.
+	$(PY) -m energy_pipeline.local.report
+
+.PHONY: dashboards
+dashboards: install ## Regenerate the Grafana dashboards' JSON from deploy/observability/dashboards.py.
+	$(PY) deploy/observability/dashboards.py
+
 ##@ Kubernetes (local control plane)
 
 .PHONY: k8s-tools
@@ -82,6 +90,148 @@ apiserver-up: install ## Start etcd and kube-apiserver on 127.0.0.1:APISERVER_PO
 .PHONY: apiserver-down
 apiserver-down: install ## Stop the local etcd and kube-apiserver.
 	$(PY) -m energy_pipeline.local.controlplane_cli apiserver-down
+
+##@ Kubernetes (kind)
+
+# The kind cluster, the images' names and tag, and where the chart goes.
+KIND_CLUSTER ?= energy-pipeline
+IMG_PREFIX ?= energy-pipeline
+IMG_TAG ?= 0.1.0
+NAMESPACE ?= energy
+HELM_RELEASE ?= energy-pipeline
+CHART := deploy/helm/energy-pipeline
+# helm --wait: Kafka, ksqlDB and the first settings take minutes on a laptop.
+DEPLOY_TIMEOUT ?= 15m
+KUBE_CONTEXT = kind-$(KIND_CLUSTER)
+# The prerequisites' charts: their repositories' URLs, as their docs give them.
+STRIMZI_CHART_REPO ?=
+STRIMZI_VERSION ?= 0.49.1
+STRIMZI_NAMESPACE ?= strimzi
+PROMETHEUS_CHART_REPO ?=
+# Empty: the newest release; pin one for reproducible clusters.
+KUBE_PROMETHEUS_STACK_VERSION ?=
+MONITORING_NAMESPACE ?= monitoring
+IMAGES := producer transformer operator
+IMAGE_SETS = $(foreach c,$(IMAGES),--set $(c).image.repository=$(IMG_PREFIX)/energy-$(c) --set $(c).image.tag=$(IMG_TAG))
+
+# $(call need,TOOLS): stop, naming every tool that is missing (and a Docker daemon that
+# does not answer).
+define need
+	@missing=""; \
+	for tool in $(1); do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "missing:$$missing. Install them first: docker (Docker Engine), kind, kubectl, helm (v3)." >&2; \
+	  exit 1; \
+	fi; \
+	case " $(1) " in *" docker "*) docker info >/dev/null 2>&1 || \
+	  { echo "docker is installed but no Docker daemon answers: start it (or check your permissions)." >&2; exit 1; };; esac
+endef
+
+.PHONY: kind-up
+kind-up: ## Create the kind cluster KIND_CLUSTER (only if it is missing), ports on 127.0.0.1.
+	$(call need,docker kind kubectl)
+	@if kind get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)'; then \
+	  echo "kind cluster $(KIND_CLUSTER) exists"; \
+	else \
+	  kind create cluster --name '$(KIND_CLUSTER)' --config kind-config.yaml --wait 120s; \
+	fi
+
+.PHONY: images
+images: ## Build the producer, transformer and operator images (tag IMG_TAG).
+	$(call need,docker)
+	for c in $(IMAGES); do \
+	  docker build --target $$c --tag '$(IMG_PREFIX)'/energy-$$c:'$(IMG_TAG)' . ; \
+	done
+
+.PHONY: kind-load
+kind-load: ## Load the images into the kind cluster (imagePullPolicy IfNotPresent uses them).
+	$(call need,docker kind)
+	kind load docker-image --name '$(KIND_CLUSTER)' \
+	  $(foreach c,$(IMAGES),'$(IMG_PREFIX)/energy-$(c):$(IMG_TAG)')
+
+.PHONY: strimzi
+strimzi: ## Install the Strimzi operator (chart STRIMZI_VERSION from STRIMZI_CHART_REPO).
+	$(call need,kubectl helm)
+	@test -n '$(STRIMZI_CHART_REPO)' || { echo "set STRIMZI_CHART_REPO to the Strimzi Helm chart repository (Strimzi's docs, 'Deploying the Cluster Operator using Helm')" >&2; exit 1; }
+	helm upgrade --install strimzi-cluster-operator strimzi-kafka-operator \
+	  --repo '$(STRIMZI_CHART_REPO)' --version '$(STRIMZI_VERSION)' \
+	  --kube-context '$(KUBE_CONTEXT)' --namespace '$(STRIMZI_NAMESPACE)' --create-namespace \
+	  --values deploy/kind/strimzi-values.yaml --wait --timeout 10m
+
+.PHONY: monitoring
+monitoring: ## Install kube-prometheus-stack (Grafana on 127.0.0.1:3000, Prometheus on :9090).
+	$(call need,kubectl helm)
+	@test -n '$(PROMETHEUS_CHART_REPO)' || { echo "set PROMETHEUS_CHART_REPO to the prometheus-community Helm chart repository (its README gives the URL)" >&2; exit 1; }
+	helm upgrade --install kube-prometheus-stack kube-prometheus-stack \
+	  --repo '$(PROMETHEUS_CHART_REPO)' $(if $(KUBE_PROMETHEUS_STACK_VERSION),--version '$(KUBE_PROMETHEUS_STACK_VERSION)') \
+	  --kube-context '$(KUBE_CONTEXT)' --namespace '$(MONITORING_NAMESPACE)' --create-namespace \
+	  --values deploy/kind/kube-prometheus-stack-values.yaml --wait --timeout 10m
+
+.PHONY: deploy
+deploy: ## Install or upgrade the chart in NAMESPACE and wait until every pod is ready.
+	$(call need,kubectl helm)
+	helm upgrade --install '$(HELM_RELEASE)' $(CHART) \
+	  --kube-context '$(KUBE_CONTEXT)' --namespace '$(NAMESPACE)' --create-namespace \
+	  --values deploy/kind/energy-pipeline-values.yaml $(IMAGE_SETS) \
+	  --wait --timeout '$(DEPLOY_TIMEOUT)'
+	kubectl --context '$(KUBE_CONTEXT)' -n '$(NAMESPACE)' get energypipelines,pods
+
+.PHONY: demo
+demo: ## Add a second building (examples/building-b-admin.yaml) and print how to look at it.
+	$(call need,kubectl helm)
+	kubectl --context '$(KUBE_CONTEXT)' -n '$(NAMESPACE)' apply -f examples/building-b-admin.yaml
+	helm upgrade --install building-b $(CHART) \
+	  --kube-context '$(KUBE_CONTEXT)' --namespace '$(NAMESPACE)' \
+	  --values deploy/kind/building-b-values.yaml $(IMAGE_SETS) \
+	  --wait --timeout '$(DEPLOY_TIMEOUT)'
+	kubectl --context '$(KUBE_CONTEXT)' -n '$(NAMESPACE)' get energypipelines
+	@echo
+	@echo "Grafana:    http://127.0.0.1:3000  (admin / energy)"
+	@echo "Prometheus: http://127.0.0.1:9090"
+	@echo "ksqlDB, per-area tables of building B (a simulated hour passes every minute):"
+	@echo "  $(VENV)/bin/energy-ksql query -f examples/building-b-admin.yaml --url http://127.0.0.1:8088 --area offices"
+	@echo "  $(VENV)/bin/energy-ksql query -f examples/building-b-admin.yaml --url http://127.0.0.1:8088 --area offices --windowed"
+	@echo "and of the chart's own pipeline:"
+	@echo "  kubectl --context $(KUBE_CONTEXT) -n $(NAMESPACE) get energypipeline $(HELM_RELEASE) -o yaml > pipeline.yaml"
+	@echo "  $(VENV)/bin/energy-ksql query -f pipeline.yaml --url http://127.0.0.1:8088 --area lobby"
+
+.PHONY: undeploy
+undeploy: ## Uninstall the demo and the chart (the CRD and the prerequisites stay).
+	$(call need,kubectl helm)
+	helm uninstall building-b --kube-context '$(KUBE_CONTEXT)' --namespace '$(NAMESPACE)' --ignore-not-found --wait
+	kubectl --context '$(KUBE_CONTEXT)' -n '$(NAMESPACE)' delete -f examples/building-b-admin.yaml --ignore-not-found --wait
+	helm uninstall '$(HELM_RELEASE)' --kube-context '$(KUBE_CONTEXT)' --namespace '$(NAMESPACE)' --ignore-not-found --wait
+
+.PHONY: kind-down
+kind-down: ## Delete the kind cluster KIND_CLUSTER (if it exists).
+	$(call need,docker kind)
+	@if kind get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)'; then \
+	  kind delete cluster --name '$(KIND_CLUSTER)'; \
+	else \
+	  echo "no kind cluster $(KIND_CLUSTER)"; \
+	fi
+
+.PHONY: kind-all
+kind-all: ## The whole path: kind-up images kind-load strimzi monitoring deploy demo.
+	$(call need,docker kind kubectl helm)
+	$(MAKE) kind-up
+	$(MAKE) images
+	$(MAKE) kind-load
+	$(MAKE) strimzi
+	$(MAKE) monitoring
+	$(MAKE) deploy
+	$(MAKE) demo
+
+.PHONY: helm-lint
+helm-lint: install ## helm lint the chart with its defaults and every ci/*-values.yaml (helm from Go modules).
+	$(PY) -m energy_pipeline.local.controlplane_cli helm -- lint --strict $(CHART)
+	for values in $(CHART)/ci/*-values.yaml; do \
+	  $(PY) -m energy_pipeline.local.controlplane_cli helm -- lint --strict $(CHART) --values $$values; \
+	done
+
+.PHONY: chart-test
+chart-test: install ## The chart, image and wheel tests (helm, kube-apiserver, kubernetes-validate).
+	$(PY) -m pytest -m chart $(PYTEST_ARGS)
 
 ##@ Housekeeping
 

@@ -21,6 +21,9 @@ import jsonschema  # type: ignore[import-untyped]
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
+
+from energy_pipeline.spec import spec_from_manifest
+
 from chart_helpers import (
     CHART,
     CRD_FILE,
@@ -39,8 +42,6 @@ from chart_helpers import (
     rendered_text,
     values_args,
 )
-
-from energy_pipeline.spec import spec_from_manifest
 
 if TYPE_CHECKING:
     from controlplane_fixtures import ControlPlaneUnderTest

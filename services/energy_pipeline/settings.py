@@ -24,10 +24,35 @@ class SettingsError(ValueError):
     """A setting is unknown or has a bad value; the message names the key."""
 
 
-class ServiceSettings(BaseSettings):
-    """Base of every service's settings: the Kafka connection and the typo check."""
+class EnvSettings(BaseSettings):
+    """Settings read from the environment with a prefix, where a typo is an error."""
 
     model_config = SettingsConfigDict(extra="forbid", populate_by_name=True)
+
+    @classmethod
+    def prefix(cls) -> str:
+        return str(cls.model_config.get("env_prefix", "")).upper()
+
+    @classmethod
+    def load(cls, overrides: Mapping[str, Any] | None = None) -> Self:
+        """Read the environment (and flags given as ``overrides``), or fail naming the key."""
+        prefix = cls.prefix()
+        if prefix:
+            known = {f"{prefix}{name}".upper() for name in cls.model_fields}
+            for key in os.environ:
+                if key.upper().startswith(prefix) and key.upper() not in known:
+                    raise SettingsError(f"unknown setting {key}; known: {', '.join(sorted(known))}")
+        given = {k: v for k, v in (overrides or {}).items() if v is not None}
+        try:
+            return cls(**given)
+        except ValidationError as error:
+            raise SettingsError(_describe(cls, error)) from None
+        except pydantic_settings.SettingsError as error:
+            raise SettingsError(str(error)) from None
+
+
+class ServiceSettings(EnvSettings):
+    """Base of every service's settings: the Kafka connection."""
 
     bootstrap_servers: str = Field(
         "127.0.0.1:9092",
@@ -60,29 +85,8 @@ class ServiceSettings(BaseSettings):
             )
         return self
 
-    @classmethod
-    def prefix(cls) -> str:
-        return str(cls.model_config.get("env_prefix", "")).upper()
 
-    @classmethod
-    def load(cls, overrides: Mapping[str, Any] | None = None) -> Self:
-        """Read the environment (and flags given as ``overrides``), or fail naming the key."""
-        prefix = cls.prefix()
-        if prefix:
-            known = {f"{prefix}{name}".upper() for name in cls.model_fields}
-            for key in os.environ:
-                if key.upper().startswith(prefix) and key.upper() not in known:
-                    raise SettingsError(f"unknown setting {key}; known: {', '.join(sorted(known))}")
-        given = {k: v for k, v in (overrides or {}).items() if v is not None}
-        try:
-            return cls(**given)
-        except ValidationError as error:
-            raise SettingsError(_describe(cls, error)) from None
-        except pydantic_settings.SettingsError as error:
-            raise SettingsError(str(error)) from None
-
-
-def _describe(cls: type[ServiceSettings], error: ValidationError) -> str:
+def _describe(cls: type[EnvSettings], error: ValidationError) -> str:
     problems = []
     for item in error.errors():
         name = str(item["loc"][0]) if item["loc"] else ""

@@ -27,7 +27,7 @@ from pydantic.alias_generators import to_camel
 
 from energy_pipeline.schema import DEFAULT_THRESHOLD
 from energy_pipeline.tariff import Tariff
-from energy_pipeline.topics import DEFAULT_TOPICS, TopicSpec
+from energy_pipeline.topics import DEFAULT_TOPICS, SIMULATED_TIME_CONFIG, TopicSpec
 
 # Kafka's own rule for topic names (kafka.common.internals.Topic): 1 to 249 of
 # these characters, and neither "." nor "..".
@@ -108,7 +108,7 @@ class TopicSettings(_Spec):
     name: TopicName
     partitions: int = Field(default=6, ge=1)
     replicas: int = Field(default=1, ge=1)
-    config: dict[str, str] = Field(default_factory=dict)
+    config: dict[str, str] = Field(default_factory=lambda: dict(SIMULATED_TIME_CONFIG))
 
     @classmethod
     def of(cls, spec: TopicSpec) -> TopicSettings:

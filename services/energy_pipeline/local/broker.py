@@ -211,7 +211,13 @@ class LocalBroker:
         if (self.data_dir / "meta.properties").exists():
             return
         result = subprocess.run(  # noqa: S603 - fixed argument list
-            self._java("kafka.tools.StorageTool", "format", "-t", kafka_uuid(), "-c", str(config)),
+            self._java(
+                "kafka.tools.StorageTool",
+                "format",
+                f"--cluster-id={kafka_uuid()}",
+                "-c",
+                str(config),
+            ),
             capture_output=True,
             text=True,
             check=False,

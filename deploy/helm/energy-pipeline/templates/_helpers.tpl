@@ -170,4 +170,14 @@ spec:
     - port: metrics
       path: /metrics
       interval: {{ $root.Values.monitoring.serviceMonitor.interval }}
+      {{- include "energy-pipeline.pipelineRelabeling" . | nindent 6 }}
+{{- end }}
+
+{{/*
+The dashboards' `pipeline` variable: the pod's pipeline label, as a series label.
+*/}}
+{{- define "energy-pipeline.pipelineRelabeling" -}}
+relabelings:
+  - sourceLabels: [__meta_kubernetes_pod_label_energy_pipeline_github_io_pipeline]
+    targetLabel: pipeline
 {{- end }}
