@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 
+from energy_ksql.double import KsqlRestDouble
 from energy_pipeline.local.broker import LocalBroker, free_port
 from energy_pipeline.settings import ServiceSettings
 from energy_pipeline.topics import TopicSpec, ensure_topics_or_raise
@@ -40,6 +41,13 @@ class KafkaUnderTest:
         name = f"{prefix}-{uuid.uuid4().hex[:8]}"
         ensure_topics_or_raise(self.admin(), [TopicSpec(name, partitions=partitions)])
         return name
+
+
+@pytest.fixture
+def double() -> Iterator[KsqlRestDouble]:
+    """The ksqlDB REST double (a test double, not ksqlDB: it computes nothing)."""
+    with KsqlRestDouble() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

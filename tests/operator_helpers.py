@@ -154,7 +154,15 @@ class Pipelines:
 class OperatorProcess:
     """``energy-operator`` as a child process, its output in a log file."""
 
-    def __init__(self, kubeconfig: Path, log_dir: Path, **settings: str) -> None:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        log_dir: Path,
+        *,
+        namespaces: tuple[str, ...] = (),
+        **settings: str,
+    ) -> None:
+        """Watch ``namespaces`` (kopf globs allowed), or every namespace if empty."""
         self.metrics_port = free_port()
         self.liveness_port = free_port()
         self.log_path = log_dir / f"operator-{uuid.uuid4().hex[:6]}.log"
@@ -171,7 +179,7 @@ class OperatorProcess:
                     sys.executable,
                     "-m",
                     "energy_operator.cli",
-                    "--all-namespaces",
+                    *([f"--namespace={n}" for n in namespaces] or ["--all-namespaces"]),
                     f"--liveness=http://127.0.0.1:{self.liveness_port}/healthz",
                 ],
                 stdout=out,

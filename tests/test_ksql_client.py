@@ -26,12 +26,6 @@ pytestmark = pytest.mark.ksqldouble
 
 
 @pytest.fixture
-def double() -> Iterator[KsqlRestDouble]:
-    with KsqlRestDouble() as server:
-        yield server
-
-
-@pytest.fixture
 def client(double: KsqlRestDouble) -> Iterator[KsqlClient]:
     with KsqlClient(double.url, ready_timeout=5) as ksql:
         yield ksql

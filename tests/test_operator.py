@@ -142,17 +142,16 @@ def operator_kubeconfig(
 def operator(
     operator_kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
+    # Only the namespaces of the `pipelines` fixture: a test may run an operator of its
+    # own elsewhere, and two operators must never handle one resource.
     process = OperatorProcess(
-        operator_kubeconfig, tmp_path_factory.mktemp("operator-logs"), **OPERATOR_SETTINGS
+        operator_kubeconfig,
+        tmp_path_factory.mktemp("operator-logs"),
+        namespaces=("pipelines-*",),
+        **OPERATOR_SETTINGS,
     )
     yield process
     assert process.stop() == 0, process.log()[-3000:]
-
-
-@pytest.fixture
-def ksql() -> Iterator[KsqlRestDouble]:
-    with KsqlRestDouble() as double:
-        yield double
 
 
 @pytest.fixture
@@ -163,12 +162,12 @@ def pipelines(control_plane: ControlPlaneUnderTest) -> Iterator[Pipelines]:
 
 
 def spec_for(
-    kafka: KafkaUnderTest, ksql: KsqlRestDouble, prefix: str, **extra: Any
+    kafka: KafkaUnderTest, double: KsqlRestDouble, prefix: str, **extra: Any
 ) -> dict[str, Any]:
     names = {"raw": "raw", "processed": "processed", "alerts": "alerts", "deadLetter": "dlq"}
     return {
         "kafka": {"bootstrapServers": kafka.bootstrap_servers},
-        "ksql": {"url": ksql.url},
+        "ksql": {"url": double.url},
         "topics": {
             role: {"name": f"{prefix}.{name}", "partitions": 2 if role != "deadLetter" else 1}
             for role, name in names.items()
@@ -177,9 +176,9 @@ def spec_for(
     }
 
 
-def changes(ksql: KsqlRestDouble) -> list[str]:
+def changes(double: KsqlRestDouble) -> list[str]:
     """The statements that change something (LIST and DESCRIBE only read)."""
-    return [s for s in ksql.statements() if s.split()[0].upper() in ("CREATE", "DROP")]
+    return [s for s in double.statements() if s.split()[0].upper() in ("CREATE", "DROP")]
 
 
 def unique() -> str:
@@ -218,10 +217,10 @@ def test_api_server_rejects_bad_specs(
 
 
 def test_admin_mode_pipeline_becomes_ready(
-    operator: OperatorProcess, pipelines: Pipelines, kafka: KafkaUnderTest, ksql: KsqlRestDouble
+    operator: OperatorProcess, pipelines: Pipelines, kafka: KafkaUnderTest, double: KsqlRestDouble
 ) -> None:
     name, prefix = unique(), unique()
-    pipelines.create(name, spec_for(kafka, ksql, prefix, highConsumptionThreshold=90))
+    pipelines.create(name, spec_for(kafka, double, prefix, highConsumptionThreshold=90))
     status = pipelines.wait_phase(name, "Ready")
     assert {c["type"]: c["status"] for c in status["conditions"]} == {
         "TopicsReady": "True",
@@ -231,7 +230,7 @@ def test_admin_mode_pipeline_becomes_ready(
     assert status["observedGeneration"] == 1
     partitions = existing_partitions(kafka.admin())
     assert partitions[f"{prefix}.raw"] == 2 and partitions[f"{prefix}.dlq"] == 1
-    assert {"ENERGY_READINGS", "AREA_TOTALS", "AREA_HOURLY"} <= set(ksql.sources)
+    assert {"ENERGY_READINGS", "AREA_TOTALS", "AREA_HOURLY"} <= set(double.sources)
     data = pipelines.core.read_namespaced_config_map(f"{name}-settings", pipelines.namespace).data
     assert data["TRANSFORMER_INPUT_TOPIC"] == f"{prefix}.raw"
     assert data["TRANSFORMER_THRESHOLD"] == "90.0"
@@ -246,10 +245,10 @@ def test_admin_mode_pipeline_becomes_ready(
 
 
 def test_update_is_applied_and_status_follows_the_generation(
-    operator: OperatorProcess, pipelines: Pipelines, kafka: KafkaUnderTest, ksql: KsqlRestDouble
+    operator: OperatorProcess, pipelines: Pipelines, kafka: KafkaUnderTest, double: KsqlRestDouble
 ) -> None:
     name, prefix = unique(), unique()
-    pipelines.create(name, spec_for(kafka, ksql, prefix))
+    pipelines.create(name, spec_for(kafka, double, prefix))
     pipelines.wait_phase(name, "Ready")
     # A Deployment of this pipeline (no controller runs it here): the operator rolls it.
     apps = k8s.AppsV1Api(pipelines.api.api_client)
@@ -269,19 +268,19 @@ def test_update_is_applied_and_status_follows_the_generation(
             },
         },
     )
-    before = len(changes(ksql))
+    before = len(changes(double))
     pipelines.patch_spec(
         name,
-        {"highConsumptionThreshold": 120, "ksql": {"url": ksql.url, "windowSize": "30 MINUTES"}},
+        {"highConsumptionThreshold": 120, "ksql": {"url": double.url, "windowSize": "30 MINUTES"}},
     )
     status = pipelines.wait_phase(name, "Ready", generation=2)
     assert all(c["observedGeneration"] == 2 for c in status["conditions"])
-    sent = changes(ksql)[before:]
+    sent = changes(double)[before:]
     drops = [s for s in sent if s.upper().startswith("DROP")]
     creates = [s for s in sent if s.upper().startswith("CREATE")]
     assert drops and "AREA_HOURLY" in drops[0].upper()
     assert any("30 MINUTES" in s.upper() for s in creates)
-    assert "30 MINUTES" in ksql.sources["AREA_HOURLY"].statement.upper()
+    assert "30 MINUTES" in double.sources["AREA_HOURLY"].statement.upper()
     data = pipelines.core.read_namespaced_config_map(f"{name}-settings", pipelines.namespace).data
     assert data["TRANSFORMER_THRESHOLD"] == "120.0"
     digest = status["settings"]["hash"]
@@ -301,37 +300,37 @@ def test_update_is_applied_and_status_follows_the_generation(
 
 
 def test_delete_policy_removes_topics_ksql_objects_and_finalizer(
-    operator: OperatorProcess, pipelines: Pipelines, kafka: KafkaUnderTest, ksql: KsqlRestDouble
+    operator: OperatorProcess, pipelines: Pipelines, kafka: KafkaUnderTest, double: KsqlRestDouble
 ) -> None:
     name, prefix = unique(), unique()
-    pipelines.create(name, spec_for(kafka, ksql, prefix, deletionPolicy="Delete"))
+    pipelines.create(name, spec_for(kafka, double, prefix, deletionPolicy="Delete"))
     pipelines.wait_phase(name, "Ready")
     pipelines.delete(name)
     wait_for("the pipeline to be gone", lambda: pipelines.gone(name))
     remaining = {t for t in existing_partitions(kafka.admin()) if t.startswith(prefix)}
     assert remaining == set()
-    assert not {"ENERGY_READINGS", "AREA_TOTALS", "AREA_HOURLY"} & set(ksql.sources)
+    assert not {"ENERGY_READINGS", "AREA_TOTALS", "AREA_HOURLY"} & set(double.sources)
 
 
 def test_retain_policy_keeps_topics_and_ksql_objects(
-    operator: OperatorProcess, pipelines: Pipelines, kafka: KafkaUnderTest, ksql: KsqlRestDouble
+    operator: OperatorProcess, pipelines: Pipelines, kafka: KafkaUnderTest, double: KsqlRestDouble
 ) -> None:
     name, prefix = unique(), unique()
-    pipelines.create(name, spec_for(kafka, ksql, prefix))
+    pipelines.create(name, spec_for(kafka, double, prefix))
     pipelines.wait_phase(name, "Ready")
     pipelines.delete(name)
     wait_for("the pipeline to be gone", lambda: pipelines.gone(name))
     remaining = {t for t in existing_partitions(kafka.admin()) if t.startswith(prefix)}
     assert len(remaining) == 4
-    assert {"ENERGY_READINGS", "AREA_TOTALS", "AREA_HOURLY"} <= set(ksql.sources)
+    assert {"ENERGY_READINGS", "AREA_TOTALS", "AREA_HOURLY"} <= set(double.sources)
 
 
 def test_ksqldb_starting_then_ready(
-    operator: OperatorProcess, pipelines: Pipelines, kafka: KafkaUnderTest, ksql: KsqlRestDouble
+    operator: OperatorProcess, pipelines: Pipelines, kafka: KafkaUnderTest, double: KsqlRestDouble
 ) -> None:
-    ksql.set_starting(requests=10**6, retry_after=1)
+    double.set_starting(requests=10**6, retry_after=1)
     name = unique()
-    pipelines.create(name, spec_for(kafka, ksql, unique()))
+    pipelines.create(name, spec_for(kafka, double, unique()))
     condition = wait_for(
         "KsqlReady=False",
         lambda: (
@@ -341,31 +340,31 @@ def test_ksqldb_starting_then_ready(
     assert condition["reason"] == "KsqlUnavailable"
     assert "50302" in condition["message"] or "not yet ready" in condition["message"].lower()
     assert pipelines.status(name)["phase"] == "Provisioning"
-    ksql.set_starting(requests=0)
+    double.set_starting(requests=0)
     pipelines.wait_phase(name, "Ready")
 
 
 def test_invalid_spec_the_schema_cannot_catch_fails_permanently(
-    operator: OperatorProcess, pipelines: Pipelines, kafka: KafkaUnderTest, ksql: KsqlRestDouble
+    operator: OperatorProcess, pipelines: Pipelines, kafka: KafkaUnderTest, double: KsqlRestDouble
 ) -> None:
     name = unique()
-    spec = spec_for(kafka, ksql, unique())
+    spec = spec_for(kafka, double, unique())
     spec["topics"]["alerts"]["name"] = spec["topics"]["processed"]["name"]  # the same topic
     pipelines.create(name, spec)
     status = pipelines.wait_phase(name, "Failed")
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert ready["reason"] == "InvalidSpec" and "distinct" in ready["message"]
-    assert ksql.requests == []
+    assert double.requests == []
 
 
 def test_later_pipeline_claiming_a_topic_reports_a_conflict(
-    operator: OperatorProcess, pipelines: Pipelines, kafka: KafkaUnderTest, ksql: KsqlRestDouble
+    operator: OperatorProcess, pipelines: Pipelines, kafka: KafkaUnderTest, double: KsqlRestDouble
 ) -> None:
     first, second, prefix = unique(), unique(), unique()
-    pipelines.create(first, spec_for(kafka, ksql, prefix))
+    pipelines.create(first, spec_for(kafka, double, prefix))
     pipelines.wait_phase(first, "Ready")
-    statements = len(changes(ksql))
-    clash = spec_for(kafka, ksql, unique())
+    statements = len(changes(double))
+    clash = spec_for(kafka, double, unique())
     clash["topics"]["raw"]["name"] = f"{prefix}.raw"
     clash["ksql"]["streamName"] = "OTHER_READINGS"
     pipelines.create(second, clash)
@@ -373,7 +372,7 @@ def test_later_pipeline_claiming_a_topic_reports_a_conflict(
     topics = next(c for c in status["conditions"] if c["type"] == "TopicsReady")
     assert topics["reason"] == "TopicConflict"
     assert f"{prefix}.raw" in topics["message"] and first in topics["message"]
-    assert len(changes(ksql)) == statements  # it touched nothing
+    assert len(changes(double)) == statements  # it touched nothing
     assert f"{second}-settings" not in {
         c.metadata.name
         for c in pipelines.core.list_namespaced_config_map(pipelines.namespace).items
@@ -381,13 +380,13 @@ def test_later_pipeline_claiming_a_topic_reports_a_conflict(
 
 
 def test_drift_is_detected_and_repaired(
-    operator: OperatorProcess, pipelines: Pipelines, kafka: KafkaUnderTest, ksql: KsqlRestDouble
+    operator: OperatorProcess, pipelines: Pipelines, kafka: KafkaUnderTest, double: KsqlRestDouble
 ) -> None:
     name, prefix = unique(), unique()
-    pipelines.create(name, spec_for(kafka, ksql, prefix))
+    pipelines.create(name, spec_for(kafka, double, prefix))
     pipelines.wait_phase(name, "Ready")
     delete_topics(kafka.admin(), [f"{prefix}.alerts"])
-    with KsqlClient(ksql.url) as someone:  # dropped by hand, behind the operator's back
+    with KsqlClient(double.url) as someone:  # dropped by hand, behind the operator's back
         someone.execute("DROP TABLE AREA_TOTALS;")
     status = wait_for(
         "a drift repair",
@@ -397,16 +396,16 @@ def test_drift_is_detected_and_repaired(
     assert wait_for(
         "the topic back", lambda: f"{prefix}.alerts" in existing_partitions(kafka.admin())
     )
-    assert "AREA_TOTALS" in ksql.sources
+    assert "AREA_TOTALS" in double.sources
     wait_for("the Event", lambda: "DriftRepaired" in pipelines.event_reasons(name))
 
 
 def test_deleting_with_unreachable_dependencies_gives_up_after_the_timeout(
-    operator: OperatorProcess, pipelines: Pipelines, kafka: KafkaUnderTest, ksql: KsqlRestDouble
+    operator: OperatorProcess, pipelines: Pipelines, kafka: KafkaUnderTest, double: KsqlRestDouble
 ) -> None:
     name = unique()
-    spec = spec_for(kafka, ksql, unique(), deletionPolicy="Delete")
-    ksql.stop()  # nothing answers at that address any more
+    spec = spec_for(kafka, double, unique(), deletionPolicy="Delete")
+    double.stop()  # nothing answers at that address any more
     pipelines.create(name, spec)
     wait_for(
         "KsqlReady=False",
@@ -422,10 +421,10 @@ def test_deleting_with_unreachable_dependencies_gives_up_after_the_timeout(
 
 
 def test_strimzi_mode_waits_for_the_topic_operator(
-    operator: OperatorProcess, pipelines: Pipelines, kafka: KafkaUnderTest, ksql: KsqlRestDouble
+    operator: OperatorProcess, pipelines: Pipelines, kafka: KafkaUnderTest, double: KsqlRestDouble
 ) -> None:
     name, prefix = unique(), unique()
-    spec = spec_for(kafka, ksql, prefix)
+    spec = spec_for(kafka, double, prefix)
     spec["kafka"] = {
         "bootstrapServers": kafka.bootstrap_servers,
         "cluster": "energy-kafka",
@@ -452,7 +451,7 @@ def test_strimzi_mode_waits_for_the_topic_operator(
         f"{prefix}.dlq",
     }
     assert pipelines.status(name).get("phase") != "Ready"
-    assert changes(ksql) == []  # nothing before the topics are ready
+    assert changes(double) == []  # nothing before the topics are ready
 
     def set_ready(topic: dict[str, Any], ready: bool, message: str = "") -> None:
         objects.patch_namespaced_custom_object_status(
@@ -486,7 +485,7 @@ def test_strimzi_mode_waits_for_the_topic_operator(
     for topic in kafka_topics:
         set_ready(topic, True)
     pipelines.wait_phase(name, "Ready")
-    assert {"ENERGY_READINGS", "AREA_TOTALS", "AREA_HOURLY"} <= set(ksql.sources)
+    assert {"ENERGY_READINGS", "AREA_TOTALS", "AREA_HOURLY"} <= set(double.sources)
 
 
 # -- restart and RBAC ---------------------------------------------------------------------
@@ -495,41 +494,50 @@ def test_strimzi_mode_waits_for_the_topic_operator(
 def test_operator_restart_does_no_duplicate_work(
     operator_kubeconfig: Path,
     tmp_path: Path,
-    pipelines: Pipelines,
+    control_plane: ControlPlaneUnderTest,
     kafka: KafkaUnderTest,
-    ksql: KsqlRestDouble,
+    double: KsqlRestDouble,
 ) -> None:
-    # An operator of this test's own, so that stopping it disturbs no other test.
-    first = OperatorProcess(operator_kubeconfig, tmp_path, **OPERATOR_SETTINGS)
-    try:
-        name = unique()
-        pipelines.create(name, spec_for(kafka, ksql, unique()))
-        pipelines.wait_phase(name, "Ready")
-        wait_for(
-            "the Events",
-            lambda: (
-                {"TopicsCreated", "KsqlApplied", "SettingsPublished"}
-                <= set(pipelines.event_reasons(name))
-            ),
+    # Operators of this test's own, in a namespace the shared one does not watch.
+    namespace = control_plane.namespace("restart")
+    with control_plane.api_client() as admin:
+        pipelines = Pipelines(admin, namespace)
+        first = OperatorProcess(
+            operator_kubeconfig, tmp_path, namespaces=(namespace,), **OPERATOR_SETTINGS
         )
-    finally:
-        assert first.stop() == 0
-    statements, events = len(changes(ksql)), sorted(pipelines.event_reasons(name))
-    topics_created = [line for line in first.log().splitlines() if "created topic" in line]
-    assert len(topics_created) == 4
-    second = OperatorProcess(operator_kubeconfig, tmp_path, **OPERATOR_SETTINGS)
-    try:
-        wait_for(
-            "the restarted operator to resume the pipeline",
-            lambda: "Resuming is processed" in second.log(),
-            timeout=30,
+        try:
+            name = unique()
+            pipelines.create(name, spec_for(kafka, double, unique()))
+            pipelines.wait_phase(name, "Ready")
+            wait_for(
+                "the Events",
+                lambda: (
+                    {"TopicsCreated", "KsqlApplied", "SettingsPublished"}
+                    <= set(pipelines.event_reasons(name))
+                ),
+            )
+        finally:
+            first_exit = first.stop()
+        assert first_exit == 0
+        statements, events = len(changes(double)), sorted(pipelines.event_reasons(name))
+        topics_created = [line for line in first.log().splitlines() if "created topic" in line]
+        assert len(topics_created) == 4
+        second = OperatorProcess(
+            operator_kubeconfig, tmp_path, namespaces=(namespace,), **OPERATOR_SETTINGS
         )
-    finally:
-        assert second.stop() == 0
-    assert len(changes(ksql)) == statements
-    assert "created topic" not in second.log()
-    assert sorted(pipelines.event_reasons(name)) == events
-    assert pipelines.status(name)["phase"] == "Ready"
+        try:
+            wait_for(
+                "the restarted operator to resume the pipeline",
+                lambda: "Resuming is processed" in second.log(),
+                timeout=30,
+            )
+        finally:
+            second_exit = second.stop()
+        assert second_exit == 0
+        assert len(changes(double)) == statements
+        assert "created topic" not in second.log()
+        assert sorted(pipelines.event_reasons(name)) == events
+        assert pipelines.status(name)["phase"] == "Ready"
 
 
 def test_operator_rbac_denies_what_it_does_not_need(

@@ -160,6 +160,7 @@ def test_metrics_match_what_was_produced(kafka: KafkaUnderTest) -> None:
         )
     )
     server = service.serve_metrics(port=free_port())
+    assert server is not None
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/readyz") as response:  # noqa: S310
             raise AssertionError(f"ready before connecting: {response.status}")

@@ -191,11 +191,15 @@ def merge_conditions(
 def conflicting_topics(
     mine: EnergyPipelineSpec, me: Mapping[str, Any], others: Sequence[Mapping[str, Any]]
 ) -> list[tuple[str, str]]:
-    """(topic, other pipeline) pairs where an older pipeline on the same Kafka claims
-    one of our topics: the later pipeline is the one that must give way."""
+    """(topic, other pipeline) pairs where another pipeline on the same Kafka has the
+    better claim to one of our topics: the later pipeline is the one that gives way.
+
+    "Earlier" is the one that already manages its topics (they are in its status);
+    between two that do not (or both do), the older one, then the name, decides.
+    """
     my_kafka = mine.kafka.cluster or mine.kafka.bootstrap_servers
     my_topics = {t.name for t in topics_of(mine).values()}
-    my_key = _age_key(me)
+    my_claim = _claim(me)
     clashes = []
     for other in others:
         if other["metadata"].get("uid") == me["metadata"].get("uid"):
@@ -208,7 +212,7 @@ def conflicting_topics(
             continue
         if (spec.kafka.cluster or spec.kafka.bootstrap_servers) != my_kafka:
             continue
-        if _age_key(other) >= my_key:
+        if _claim(other) >= my_claim:
             continue
         who = f"{other['metadata']['namespace']}/{other['metadata']['name']}"
         for topic in topics_of(spec).values():
@@ -217,9 +221,12 @@ def conflicting_topics(
     return sorted(clashes)
 
 
-def _age_key(body: Mapping[str, Any]) -> tuple[str, str, str]:
+def _claim(body: Mapping[str, Any]) -> tuple[int, str, str, str]:
+    """Smaller is the better claim."""
     meta = body["metadata"]
+    manages = bool((body.get("status") or {}).get("topics"))
     return (
+        0 if manages else 1,
         str(meta.get("creationTimestamp", "")),
         str(meta.get("namespace", "")),
         str(meta.get("name", "")),

@@ -5,9 +5,17 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
+from collections.abc import Callable
+from typing import Protocol, TypeVar
+
+from energy_pipeline.metrics_server import MetricsServer
+from energy_pipeline.settings import SettingsError
 
 log = logging.getLogger(__name__)
+
+S = TypeVar("S")
 
 
 class StopFlag:
@@ -29,3 +37,31 @@ class StopFlag:
 
     def set(self) -> None:
         self.event.set()
+
+
+class Service(Protocol):
+    def serve_metrics(self) -> MetricsServer | None: ...
+
+    def run_until_stopped(self, stop: StopFlag) -> int: ...
+
+
+def run_cli(prog: str, load: Callable[[], S], build: Callable[[S], Service]) -> int:
+    """A service's ``main``: settings (or exit 2 naming the bad key), signals, the
+    metrics endpoint, the loop; the exit code of the loop."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        settings = load()
+    except SettingsError as error:
+        print(f"{prog}: {error}", file=sys.stderr)
+        return 2
+    stop = StopFlag()
+    stop.install()
+    service = build(settings)
+    server = service.serve_metrics()
+    try:
+        return service.run_until_stopped(stop)
+    finally:
+        if server is not None:
+            server.stop()

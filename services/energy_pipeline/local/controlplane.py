@@ -380,7 +380,5 @@ def api_client(kubeconfig_path: Path) -> ApiClient:
     """A ``kubernetes.client.ApiClient`` for one kubeconfig file; close it after use."""
     from kubernetes import config
 
-    client: ApiClient = config.new_client_from_config(
-        config_file=str(kubeconfig_path)
-    )
+    client: ApiClient = config.new_client_from_config(config_file=str(kubeconfig_path))
     return client

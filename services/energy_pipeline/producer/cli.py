@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
-from energy_pipeline.lifecycle import StopFlag
+from energy_pipeline.lifecycle import run_cli
 from energy_pipeline.producer.service import ProducerService, ProducerSettings
-from energy_pipeline.settings import SettingsError
 
 
 def parse_args(argv: list[str] | None) -> dict[str, object]:
@@ -43,24 +41,7 @@ def parse_args(argv: list[str] | None) -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     overrides = parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    try:
-        settings = ProducerSettings.load(overrides)
-    except SettingsError as error:
-        print(f"energy-producer: {error}", file=sys.stderr)
-        return 2
-    stop = StopFlag()
-    stop.install()
-    service = ProducerService(settings)
-    server = service.serve_metrics() if settings.metrics_port else None
-    try:
-        result = service.run(stop)
-    finally:
-        if server is not None:
-            server.stop()
-    return 0 if result.failed == 0 and result.undelivered == 0 else 1
+    return run_cli("energy-producer", lambda: ProducerSettings.load(overrides), ProducerService)
 
 
 if __name__ == "__main__":

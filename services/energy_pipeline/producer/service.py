@@ -206,11 +206,19 @@ class ProducerService:
         self.metrics = build_metrics(self.stats, registry)
         self.ready = threading.Event()
 
-    def serve_metrics(self, port: int | None = None) -> MetricsServer:
+    def serve_metrics(self, port: int | None = None) -> MetricsServer | None:
+        """The /metrics, /healthz and /readyz endpoint; None when the port is 0."""
         port = self.settings.metrics_port if port is None else port
+        if not port:
+            return None
         return MetricsServer(
             self.metrics.registry, self.settings.metrics_host, port, ready=self.ready.is_set
         ).start()
+
+    def run_until_stopped(self, stop: StopFlag) -> int:
+        """The command's loop: 0 when every reading produced was delivered."""
+        result = self.run(stop)
+        return 0 if result.failed == 0 and result.undelivered == 0 else 1
 
     def run(self, stop: StopFlag | None = None) -> RunResult:
         """Produce until ``count``/``duration`` is reached or ``stop`` is set; flush; report."""

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
-from confluent_kafka import KafkaException
-
-from energy_pipeline.lifecycle import StopFlag
-from energy_pipeline.settings import SettingsError
+from energy_pipeline.lifecycle import run_cli
 from energy_pipeline.transformer.service import TransformerService, TransformerSettings
 
 
@@ -58,29 +54,9 @@ def parse_args(argv: list[str] | None) -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     overrides = parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    return run_cli(
+        "energy-transformer", lambda: TransformerSettings.load(overrides), TransformerService
     )
-    try:
-        settings = TransformerSettings.load(overrides)
-    except SettingsError as error:
-        print(f"energy-transformer: {error}", file=sys.stderr)
-        return 2
-    stop = StopFlag()
-    stop.install()
-    service = TransformerService(settings)
-    server = service.serve_metrics() if settings.metrics_port else None
-    try:
-        service.run(stop)
-    except KafkaException as error:
-        # Fatal (e.g. fenced by a newer instance with the same id): exit and let the
-        # supervisor restart us.
-        logging.getLogger("energy_pipeline.transformer").error("fatal Kafka error: %s", error)
-        return 1
-    finally:
-        if server is not None:
-            server.stop()
-    return 0
 
 
 if __name__ == "__main__":

@@ -323,11 +323,24 @@ class TransformerService:
             raise RuntimeError("the transformer is not started")
         return self._consumer
 
-    def serve_metrics(self, port: int | None = None) -> MetricsServer:
+    def serve_metrics(self, port: int | None = None) -> MetricsServer | None:
+        """The /metrics, /healthz and /readyz endpoint; None when the port is 0."""
         port = self.settings.metrics_port if port is None else port
+        if not port:
+            return None
         return MetricsServer(
             self.metrics.registry, self.settings.metrics_host, port, ready=self.ready.is_set
         ).start()
+
+    def run_until_stopped(self, stop: StopFlag) -> int:
+        """The command's loop: 1 on a fatal Kafka error (e.g. fenced by a newer instance
+        with the same id), so that the supervisor restarts the process."""
+        try:
+            self.run(stop)
+        except KafkaException as error:
+            log.error("fatal Kafka error: %s", error)
+            return 1
+        return 0
 
     # -- set-up ---------------------------------------------------------------------
 
