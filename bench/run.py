@@ -120,6 +120,18 @@ def main() -> int:
             "value": round(max(alo["rss_mb"], eos["rss_mb"]), 1),
             "unit": "MB",
         }
+        print("running the operator over 50 EnergyPipelines ...", flush=True)
+        operator = run_child(
+            [
+                sys.executable,
+                str(Path(__file__).with_name("operator_bench.py")),
+                "--bootstrap",
+                broker.bootstrap_servers,
+            ]
+        )
+        results["operator_50_ready_s"] = operator
+        results["operator_rss_mb"] = {"value": round(operator["rss_mb"], 1), "unit": "MB"}
+        print(f"  {operator['value']:.1f} s, {operator['rss_mb']:.0f} MB", flush=True)
         print(f"running quix over {COUNT:,} readings ...", flush=True)
         results["quix_per_s"] = run_child(
             [

@@ -69,7 +69,7 @@ def passthrough(args: argparse.Namespace) -> dict[str, Any]:
     while seen < args.count:
         batch = consumer.consume(5000, timeout=0.5)
         if batch and not first:
-            first = time.perf_counter()
+            first = time.monotonic()
         for message in batch:
             if message.error():
                 continue
@@ -87,7 +87,7 @@ def passthrough(args: argparse.Namespace) -> dict[str, Any]:
             seen += 1
         poll(0)
     out.flush(60)
-    last = time.perf_counter()
+    last = time.monotonic()
     consumer.close()
     return {"value": seen / (last - first), "unit": "messages/s", "seconds": last - first}
 
@@ -110,17 +110,15 @@ def transformer(args: argparse.Namespace, guarantee: str) -> dict[str, Any]:
     stop = StopFlag()
     thread = threading.Thread(target=service.run, args=(stop,))
     thread.start()
-    first = 0.0
-    # Finished when everything is processed and committed (the stats count only
-    # committed readings); started at the first commit, minus one commit interval.
+    # From the first batch to the moment everything is processed and committed (the
+    # stats count only committed readings).
     memory = 0.0  # the largest resident set seen while processing
     while service.stats.messages < args.count:
-        if service.stats.messages and not first:
-            first = time.perf_counter() - settings.commit_interval_ms / 1000
-        if first:
+        if service.first_batch_at is not None:
             memory = max(memory, rss_mb())
         time.sleep(0.005)
-    last = time.perf_counter()
+    last = time.monotonic()
+    first = service.first_batch_at or last
     stop.set()
     thread.join()
     return {

@@ -7,10 +7,7 @@ from dataclasses import dataclass
 
 from energy_pipeline.schema import (
     DEFAULT_THRESHOLD,
-    Reading,
     Rejection,
-    is_high,
-    parse_reading,
     parse_timestamp,
 )
 from energy_pipeline.tariff import Tariff, is_off_hours
@@ -29,11 +26,6 @@ class Thresholds:
 
     default: float = DEFAULT_THRESHOLD
     per_area: Mapping[str, float] | None = None
-
-    def for_area(self, area: str) -> float:
-        if self.per_area:
-            return self.per_area.get(area, self.default)
-        return self.default
 
 
 class EventTimeRates:
@@ -56,14 +48,6 @@ class EventTimeRates:
                 self._known.clear()
             self._known[timestamp] = known
         return known
-
-
-def classify(raw: bytes | None, thresholds: Thresholds) -> tuple[Reading, bool] | Rejection:
-    """A valid reading and whether it is high, or the reason it is not a reading."""
-    result = parse_reading(raw)
-    if isinstance(result, Rejection):
-        return result
-    return result, is_high(result.energy_consumption, thresholds.for_area(result.area))
 
 
 def dead_letter_headers(

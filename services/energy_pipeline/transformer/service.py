@@ -50,18 +50,15 @@ from energy_pipeline.schema import (
     DEFAULT_THRESHOLD,
     Reason,
     Rejection,
+    is_high,
+    parse_reading,
     parse_timestamp,
     processed_value,
 )
 from energy_pipeline.settings import ServiceSettings
 from energy_pipeline.tariff import Tariff
 from energy_pipeline.topics import ALERTS_TOPIC, DEAD_LETTER_TOPIC, PROCESSED_TOPIC, RAW_TOPIC
-from energy_pipeline.transformer.logic import (
-    EventTimeRates,
-    Thresholds,
-    classify,
-    dead_letter_headers,
-)
+from energy_pipeline.transformer.logic import EventTimeRates, Thresholds, dead_letter_headers
 
 log = logging.getLogger("energy_pipeline.transformer")
 
@@ -308,6 +305,8 @@ class TransformerService:
         # last commit.
         self._pending: dict[int, int] = {}
         self._failed_deliveries = 0
+        # When the first batch arrived (time.monotonic()): rates are measured from it.
+        self.first_batch_at: float | None = None
         self._producer: Producer | None = None
         self._consumer: Consumer | None = None
 
@@ -484,21 +483,24 @@ class TransformerService:
                     log.info("while discarding a broken client: %s", error)
 
     def _process(self, batch: list[Message]) -> None:
+        if self.first_batch_at is None:
+            self.first_batch_at = time.monotonic()
         produce = self.producer.produce
         poll = self.producer.poll
-        settings = self.settings
-        stats = self._uncommitted
-        thresholds = self._thresholds
+        processed_topic, alerts_topic = self.settings.processed_topic, self.settings.alerts_topic
+        default_threshold = self._thresholds.default
+        area_thresholds = self._thresholds.per_area or {}
         pending = self._pending
-        processed_counts, high_counts, energy = stats.processed, stats.high, stats.energy
-        cost, off_hours_energy, rates = stats.cost, stats.off_hours_energy, self._rates.of
-        processed_topic, alerts_topic = settings.processed_topic, settings.alerts_topic
-        newest_event: str | None = None
+        # Readings of one round share area and timestamp: count per (area, timestamp)
+        # here, and price and label each group once, after the loop.
+        groups: dict[tuple[str, str], list[float]] = {}
         count = 0
         for message in batch:
             error = message.error()
             if error is not None:
-                if error.fatal():
+                # A fatal consumer error arrives as a message whose code is _FATAL
+                # (its fatal() flag is not always set).
+                if error.fatal() or error.code() == KafkaError._FATAL:
                     raise _ClientsBroken(error)
                 if error.code() != KafkaError._PARTITION_EOF:
                     log.warning("consumer error: %s", error)
@@ -506,12 +508,14 @@ class TransformerService:
             count += 1
             partition = message.partition() or 0
             offset = message.offset() or 0
-            raw = message.value()
-            result = classify(raw, thresholds)
-            if isinstance(result, Rejection):
-                self._dead_letter(message, result, partition, offset)
+            raw = message.value() or b""  # None (a tombstone) is rejected like b""
+            reading = parse_reading(raw)
+            if isinstance(reading, Rejection):
+                self._dead_letter(message, reading, partition, offset)
             else:
-                reading, high = result
+                area = reading.area
+                consumption = reading.energy_consumption
+                high = is_high(consumption, area_thresholds.get(area, default_threshold))
                 key = message.key()
                 timestamp = message.timestamp()[1]
                 value = processed_value(raw, reading, high)
@@ -523,27 +527,34 @@ class TransformerService:
                         break
                     except BufferError:
                         poll(0.05)  # local queue full: let the client send
-                area = reading.area
-                if area not in processed_counts:
-                    area = self._area_label(area)
-                processed_counts[area] += 1
-                consumption = reading.energy_consumption
-                energy[area] += consumption
-                price, off_hours = rates(reading.timestamp)
-                cost[area] += consumption * price
-                if off_hours:
-                    off_hours_energy[area] += consumption
-                if high:
-                    high_counts[area] += 1
-                newest_event = reading.timestamp
+                group = groups.get((area, reading.timestamp))
+                if group is None:
+                    groups[(area, reading.timestamp)] = [1, consumption, high]
+                else:
+                    group[0] += 1
+                    group[1] += consumption
+                    group[2] += high
             pending[partition] = offset + 1
         poll(0)
+        self._count_groups(groups)
         self.metrics.batch_size.observe(count)
-        if newest_event is not None:
-            moment = parse_timestamp(newest_event)
+        if groups:
+            moment = parse_timestamp(max(timestamp for _, timestamp in groups))
             if moment is not None:
                 lag = (datetime.now(UTC) - moment).total_seconds()
                 self.metrics.event_time_lag.observe(max(lag, 0.0))
+
+    def _count_groups(self, groups: dict[tuple[str, str], list[float]]) -> None:
+        stats = self._uncommitted
+        for (area, timestamp), (readings, energy, high) in groups.items():
+            label = area if area in stats.processed else self._area_label(area)
+            price, off_hours = self._rates.of(timestamp)
+            stats.processed[label] += int(readings)
+            stats.high[label] += int(high)
+            stats.energy[label] += energy
+            stats.cost[label] += energy * price
+            if off_hours:
+                stats.off_hours_energy[label] += energy
 
     def _area_label(self, area: str) -> str:
         """The label an area is counted under (registered in the uncommitted counts)."""
