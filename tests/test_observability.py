@@ -22,14 +22,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import math
 import os
-import re
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,101 +39,28 @@ from energy_pipeline.local.broker import free_port, stop_pid
 from energy_pipeline.local.prometheus import Prometheus, ScrapeJob, promtool
 
 from conftest import KafkaUnderTest
+from dashboard_helpers import (
+    DASHBOARDS,
+    assert_panels_return_data,
+    interpolate,
+    load_dashboard,
+    panels_with_queries,
+    resolve_variables,
+)
 from kafka_helpers import produce_values
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = ROOT / "deploy" / "helm" / "energy-pipeline" / "files"
-DASHBOARDS = FILES / "dashboards"
 RULES = FILES / "alerts.rules.yaml"
 RULE_TESTS = FILES / "alerts.tests.yaml"
 GENERATOR = ROOT / "deploy" / "observability" / "dashboards.py"
 
 # The static labels the live scrape config adds, as Kubernetes relabeling would.
 LOCAL_LABELS = {"namespace": "local", "pipeline": "local"}
-# Grafana's interval variables, fixed: a few 1-second scrapes, and a range longer than
-# the test.
-INTERVALS = {"__rate_interval": "15s", "__interval": "5s", "__range": "1h"}
 # The live test's rules: the production `for:` durations (minutes, for people on call)
 # shortened to this, so that alerts go pending and fire within the test. Nothing else
 # of the rules changes.
 LIVE_FOR = "2s"
-
-
-def load_dashboard(name: str) -> dict[str, Any]:
-    board: dict[str, Any] = json.loads((DASHBOARDS / name).read_text())
-    return board
-
-
-def panels_with_queries(board: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Every panel that has targets, rows' nested panels included."""
-    found: list[dict[str, Any]] = []
-    for panel in board["panels"]:
-        found.extend(p for p in panel.get("panels", []) if p.get("targets"))
-        if panel.get("targets"):
-            found.append(panel)
-    return found
-
-
-def variables(board: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return [v for v in board["templating"]["list"] if v["type"] == "query"]
-
-
-def _format(values: list[str]) -> str:
-    escaped = [re.escape(value) for value in values]
-    return escaped[0] if len(escaped) == 1 else "(" + "|".join(escaped) + ")"
-
-
-def interpolate(expr: str, values: Mapping[str, list[str]]) -> str:
-    """``expr`` with Grafana's variables replaced (see the module's docstring)."""
-
-    def replace(match: re.Match[str]) -> str:
-        name = match.group(1) or match.group(2)
-        if name in INTERVALS:
-            return INTERVALS[name]
-        if name not in values:
-            raise AssertionError(f"unknown variable ${name} in {expr}")
-        return _format(values[name])
-
-    return re.sub(r"\$\{(\w+)\}|\$(\w+)", replace, expr)
-
-
-LABEL_VALUES = re.compile(r"^label_values\((?P<match>.+),\s*(?P<label>\w+)\)$")
-
-
-def resolve_variables(prometheus: Prometheus, board: Mapping[str, Any]) -> dict[str, list[str]]:
-    """Each variable's values, in order, as Grafana's ``label_values`` would list them."""
-    values: dict[str, list[str]] = {}
-    for variable in variables(board):
-        parsed = LABEL_VALUES.match(variable["query"])
-        assert parsed, variable["query"]
-        match = interpolate(parsed["match"], values)
-        values[variable["name"]] = prometheus.label_values(parsed["label"], match)
-    return values
-
-
-def assert_panels_return_data(
-    prometheus: Prometheus, board: Mapping[str, Any], since: float
-) -> dict[str, int]:
-    """Evaluate every target of every panel; return the series count per query."""
-    values = resolve_variables(prometheus, board)
-    assert all(values.values()), values
-    counts: dict[str, int] = {}
-    empty: list[str] = []
-    for panel in panels_with_queries(board):
-        for target in panel["targets"]:
-            expr = interpolate(target["expr"], values)
-            key = f"{panel['title']} [{target['refId']}]"
-            if target.get("instant"):
-                result = prometheus.query(expr)
-                samples = [float(series["value"][1]) for series in result]
-            else:
-                result = prometheus.query_range(expr, since, time.time(), step=1)
-                samples = [float(v) for series in result for _, v in series["values"]]
-            counts[key] = len(result)
-            if not result or all(math.isnan(sample) for sample in samples):
-                empty.append(f"{key}: {expr}")
-    assert not empty, "panels without data:\n" + "\n".join(empty)
-    return counts
 
 
 def _generator() -> Any:

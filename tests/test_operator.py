@@ -9,6 +9,7 @@ control plane: nothing here waits for pods or garbage collection.
 from __future__ import annotations
 
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,10 +31,12 @@ from energy_operator.api import (
     VERSION,
 )
 from energy_pipeline.local.controlplane import api_client
+from energy_pipeline.local.prometheus import Prometheus, ScrapeJob
 from energy_pipeline.topics import delete_topics, existing_partitions
 
 from conftest import KafkaUnderTest
 from controlplane_fixtures import ControlPlaneUnderTest
+from dashboard_helpers import assert_panels_return_data, load_dashboard
 from operator_helpers import (
     OperatorProcess,
     Pipelines,
@@ -559,3 +562,75 @@ def test_operator_rbac_denies_what_it_does_not_need(
             with pytest.raises(ApiException) as raised:
                 forbidden()
             assert raised.value.status == 403
+
+
+# -- the operator dashboard, against a real Prometheus -------------------------------------
+
+
+@pytest.mark.prometheus
+def test_every_operator_panel_returns_data(
+    operator_kubeconfig: Path,
+    tmp_path: Path,
+    control_plane: ControlPlaneUnderTest,
+    kafka: KafkaUnderTest,
+    double: KsqlRestDouble,
+) -> None:
+    namespace = control_plane.namespace("observed")
+    operator = OperatorProcess(
+        operator_kubeconfig, tmp_path, namespaces=(namespace,), **OPERATOR_SETTINGS
+    )
+    prometheus = Prometheus(
+        tmp_path / "prometheus",
+        [ScrapeJob("operator", [operator.metrics_port], {"namespace": "local"})],
+    ).start()
+    started = time.time()
+    try:
+        with control_plane.api_client() as admin:
+            pipelines = Pipelines(admin, namespace)
+            # Every outcome: one Ready, one invalid (permanent), and one that keeps
+            # retrying while its ksqlDB is starting (temporary errors, drift checks).
+            ready, invalid, waiting = unique(), unique(), unique()
+            pipelines.create(ready, spec_for(kafka, double, unique()))
+            pipelines.wait_phase(ready, "Ready")
+            bad = spec_for(kafka, double, unique())
+            bad["topics"]["alerts"]["name"] = bad["topics"]["processed"]["name"]
+            pipelines.create(invalid, bad)
+            pipelines.wait_phase(invalid, "Failed")
+            starting = KsqlRestDouble().start()
+            starting.set_starting(requests=10**6)
+            try:
+                pipelines.create(waiting, spec_for(kafka, starting, unique()))
+                wait_for(
+                    "a temporary error seen by Prometheus",
+                    lambda: prometheus.query(
+                        'energy_operator_reconciliations_total{outcome="temporary_error"} > 0'
+                    ),
+                )
+                wait_for(
+                    "a permanent error seen by Prometheus",
+                    lambda: prometheus.query(
+                        'energy_operator_reconciliations_total{outcome="permanent_error"} > 0'
+                    ),
+                )
+                phases = {
+                    r["metric"]["phase"]: float(r["value"][1])
+                    for r in prometheus.query("energy_operator_pipelines")
+                }
+                assert phases["Ready"] >= 1 and phases["Failed"] >= 1
+                assert phases["Provisioning"] >= 1
+                # Rates need a few scrapes in their window: look again until they have.
+                board = load_dashboard("operator.json")
+                deadline = time.monotonic() + 30
+                while True:
+                    try:
+                        assert_panels_return_data(prometheus, board, started)
+                        break
+                    except AssertionError:
+                        if time.monotonic() > deadline:
+                            raise
+                        time.sleep(1)
+            finally:
+                starting.stop()
+    finally:
+        prometheus.stop()
+        operator.stop()
