@@ -70,6 +70,8 @@ OTHER_AREA = "other"
 
 # A fatal consumer error this many times within a minute stops the service.
 MAX_CLIENT_RESTARTS = 3
+# Idle this long while an assigned partition has messages: the clients are stuck.
+STALL_SECONDS = 20.0
 
 
 class _ClientsBroken(Exception):
@@ -255,7 +257,25 @@ def build_metrics(
         event_time_lag=Histogram(
             "energy_transformer_event_time_lag_seconds",
             "Now minus the event time of the newest reading of each batch",
-            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400),
+            # Up to a year: the simulated clock may run months behind the wall clock.
+            buckets=(
+                0.05,
+                0.1,
+                0.25,
+                0.5,
+                1,
+                2.5,
+                5,
+                10,
+                30,
+                60,
+                300,
+                3600,
+                86400,
+                604800,
+                2592000,
+                31536000,
+            ),
             registry=registry,
         ),
         batch_size=Histogram(
@@ -304,6 +324,7 @@ class TransformerService:
         # Input partition -> next offset to commit, for what was processed since the
         # last commit.
         self._pending: dict[int, int] = {}
+        self._revoking = False
         self._failed_deliveries = 0
         # When the first batch arrived (time.monotonic()): rates are measured from it.
         self.first_batch_at: float | None = None
@@ -422,7 +443,13 @@ class TransformerService:
         # Commit what was processed from these partitions before another instance
         # takes them over: it starts from our committed offsets.
         log.info("partitions %s revoked: committing", sorted(p.partition for p in partitions))
-        self._checkpoint(begin_next=True)
+        # No rewind if that fails: the partitions are going, and whoever gets them
+        # (this instance too) starts from the committed offsets.
+        self._revoking = True
+        try:
+            self._checkpoint(begin_next=True)
+        finally:
+            self._revoking = False
         if self._pending:
             # The commit failed: whoever gets these partitions reads that input again.
             self._uncommitted = TransformStats()
@@ -456,14 +483,39 @@ class TransformerService:
     def _loop(self, stop: StopFlag) -> None:
         consumer = self.consumer
         interval = self.settings.commit_interval_ms / 1000
-        last_commit = time.monotonic()
+        last_commit = last_progress = last_stall_check = time.monotonic()
         while not stop.is_set():
             batch = consumer.consume(self.settings.batch_size, timeout=min(interval, 0.1))
+            now = time.monotonic()
             if batch:
                 self._process(batch)
-            if time.monotonic() - last_commit >= interval:
+                last_progress = now
+            if now - last_commit >= interval:
                 self._checkpoint(begin_next=True)
                 last_commit = time.monotonic()
+            if now - last_progress > STALL_SECONDS and now - last_stall_check > STALL_SECONDS:
+                last_stall_check = now
+                self._check_stalled()
+
+    def _check_stalled(self) -> None:
+        """Idle while an assigned partition has messages to read: the clients are stuck
+        (seen after a broker restart, waiting on offsets of a transaction that no longer
+        exists). Never let a partition stall: start new clients."""
+        for partition in self.consumer.assignment():
+            try:
+                low, high = self.consumer.get_watermark_offsets(partition, timeout=5)
+                [position] = self.consumer.position([partition])
+            except KafkaException:
+                return  # Kafka is not reachable: that is not a stall of ours
+            behind = high > (position.offset if position.offset >= 0 else low)
+            if behind:
+                raise _ClientsBroken(
+                    KafkaError(
+                        KafkaError._TIMED_OUT,
+                        f"partition {partition.partition} has messages at {high} but nothing "
+                        f"was consumed for {STALL_SECONDS}s (position {position.offset})",
+                    )
+                )
 
     def _discard_clients(self) -> None:
         """Drop broken clients without committing: their open work is read again."""
@@ -654,7 +706,8 @@ class TransformerService:
     def _discard(self, offsets: list[TopicPartition]) -> None:
         """The last interval is not in Kafka: forget it and read its input again."""
         self.metrics.transactions.labels("aborted").inc()
-        self._rewind([TopicPartition(o.topic, o.partition) for o in offsets])
+        if not self._revoking:
+            self._rewind([TopicPartition(o.topic, o.partition) for o in offsets])
         self._uncommitted = TransformStats()
         self._pending.clear()
 
