@@ -43,6 +43,10 @@ def test_run_shows_every_area_and_stops_everything(tmp_path: Path) -> None:
     rows = {line.split()[0]: line.split() for line in summary.splitlines()[2:5]}
     assert set(rows) == {"cafeteria", "lobby", "offices"}
     assert all(int(row[1]) > 0 for row in rows.values())  # readings per area
+    for row in rows.values():  # cost at the default tariff: 0.15 a kWh, all day
+        energy, cost = float(row[-2]), float(row[-1])
+        # Both are rounded for display (energy to 0.1, cost to 0.01).
+        assert cost == pytest.approx(0.15 * energy, abs=0.02) and cost > 0
     assert "Kafka stopped" in result.stdout
     assert port_is_free(port)
     assert not (tmp_path / "kafka" / "broker.pid").exists()

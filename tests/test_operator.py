@@ -57,32 +57,16 @@ OPERATOR_SETTINGS = {
     "OPERATOR_MAX_RETRY_DELAY_SECONDS": "2",
 }
 
-# A minimal KafkaTopic CRD: Strimzi's own is not installable here. The tests play the
-# Topic Operator's part by setting status.conditions.
-KAFKA_TOPIC_CRD: dict[str, Any] = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "kafkatopics.kafka.strimzi.io"},
-    "spec": {
-        "group": "kafka.strimzi.io",
-        "scope": "Namespaced",
-        "names": {"kind": "KafkaTopic", "plural": "kafkatopics", "singular": "kafkatopic"},
-        "versions": [
-            {
-                "name": "v1beta2",
-                "served": True,
-                "storage": True,
-                "subresources": {"status": {}},
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "x-kubernetes-preserve-unknown-fields": True,
-                    }
-                },
-            }
-        ],
-    },
-}
+# Minimal test CRDs of Strimzi's kinds (its own are not installable here); the tests
+# play the Topic Operator's part by setting KafkaTopic status.conditions.
+STRIMZI_CRDS = Path(__file__).resolve().parent / "crds" / "strimzi.yaml"
+
+
+def kafka_topic_crd() -> dict[str, Any]:
+    for document in yaml.safe_load_all(STRIMZI_CRDS.read_text()):
+        if document and document["metadata"]["name"] == "kafkatopics.kafka.strimzi.io":
+            return dict(document)
+    raise AssertionError(f"no KafkaTopic CRD in {STRIMZI_CRDS}")
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +100,7 @@ def operator_kubeconfig(
     assert {"ClusterRole", "ClusterRoleBinding", "ServiceAccount"} <= kinds
     with control_plane.api_client() as admin:
         install_pipeline_crd(admin)
-        install_crd(admin, KAFKA_TOPIC_CRD)
+        install_crd(admin, kafka_topic_crd())
         for document in documents:
             if document["kind"] == "ServiceAccount":
                 k8s.CoreV1Api(admin).create_namespaced_service_account(namespace, document)

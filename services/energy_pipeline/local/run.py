@@ -31,6 +31,8 @@ class Snapshot:
     readings: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     high: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     energy: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    cost: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    currency: str = ""
     invalid: float = 0.0
     produced: float = 0.0
     lag: float = 0.0
@@ -53,6 +55,9 @@ def parse_metrics(transformer_text: str, producer_text: str) -> Snapshot:
         for sample in family.samples:
             if family.name in per_area and sample.name.endswith("_total"):
                 per_area[family.name][sample.labels["area"]] += sample.value
+            elif family.name == "energy_transformer_cost" and sample.name.endswith("_total"):
+                snapshot.cost[sample.labels["area"]] += sample.value
+                snapshot.currency = sample.labels.get("currency", "")
             elif family.name == "energy_transformer_invalid_readings":
                 snapshot.invalid += sample.value if sample.name.endswith("_total") else 0
             elif family.name == "energy_transformer_consumer_lag":
@@ -71,7 +76,8 @@ def parse_metrics(transformer_text: str, producer_text: str) -> Snapshot:
 def render_table(snapshot: Snapshot, rate: float) -> str:
     """Pure: the per-area table as text."""
     lines = [
-        f"{'area':<16}{'readings':>10}{'avg kWh':>10}{'high':>8}{'high %':>8}{'energy kWh':>13}",
+        f"{'area':<16}{'readings':>10}{'avg kWh':>10}{'high':>8}{'high %':>8}{'energy kWh':>13}"
+        f"{'cost ' + snapshot.currency:>12}",
     ]
     for area in sorted(snapshot.readings):
         count = snapshot.readings[area]
@@ -81,6 +87,7 @@ def render_table(snapshot: Snapshot, rate: float) -> str:
         share = 100 * high / count if count else 0.0
         lines.append(
             f"{area:<16}{count:>10.0f}{average:>10.1f}{high:>8.0f}{share:>7.1f}%{energy:>13.1f}"
+            f"{snapshot.cost[area]:>12.2f}"
         )
     simulated = (
         time.strftime("%a %Y-%m-%d %H:%M", time.gmtime(snapshot.simulated_time))
