@@ -429,9 +429,11 @@ def own_broker(tmp_path: Path) -> Iterator[LocalBroker]:
 
 
 @pytest.mark.reliability
+@pytest.mark.parametrize("outage", [1.0, 10.0], ids=["short", "longer-than-the-session"])
 def test_recovers_from_a_broker_restart(
-    own_broker: LocalBroker, tmp_path: Path, spawn: list[TransformerProcess]
+    own_broker: LocalBroker, tmp_path: Path, spawn: list[TransformerProcess], outage: float
 ) -> None:
+    """A short outage keeps the group session; a longer one (session timeout 6 s) loses it."""
     kafka = KafkaUnderTest(own_broker.bootstrap_servers, own_broker)
     topics = make_topics(kafka)
     produce_readings(kafka.bootstrap_servers, topics.raw, 20_000, seed=1)
@@ -443,7 +445,7 @@ def test_recovers_from_a_broker_restart(
         timeout=60,
     )
     own_broker.stop()
-    time.sleep(3)
+    time.sleep(outage)
     own_broker.start()
     produce_readings(kafka.bootstrap_servers, topics.raw, 20_000, seed=2)
     assert_exactly_once(kafka.settings(), topics, timeout=180)

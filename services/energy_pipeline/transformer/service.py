@@ -23,7 +23,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -325,6 +325,7 @@ class TransformerService:
         # last commit.
         self._pending: dict[int, int] = {}
         self._revoking = False
+        self._lost = False
         self._failed_deliveries = 0
         # When the first batch arrived (time.monotonic()): rates are measured from it.
         self.first_batch_at: float | None = None
@@ -421,7 +422,7 @@ class TransformerService:
             [self.settings.input_topic],
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
-            on_lost=self._on_revoke,
+            on_lost=self._on_lost,
         )
         self._producer, self._consumer = producer, consumer
         self.ready.set()
@@ -455,6 +456,15 @@ class TransformerService:
             self._uncommitted = TransformStats()
             self._pending.clear()
 
+    def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # The group went on without us (session timed out, e.g. while the broker was
+        # away): nothing can be committed for these partitions any more, and rejoining
+        # with the same clients has been seen to leave the consumer idle. Start afresh.
+        log.warning(
+            "partitions %s lost: starting new clients", sorted(p.partition for p in partitions)
+        )
+        self._lost = True
+
     # -- the loop ---------------------------------------------------------------------
 
     def run(self, stop: StopFlag | None = None) -> None:
@@ -486,6 +496,10 @@ class TransformerService:
         last_commit = last_progress = last_stall_check = time.monotonic()
         while not stop.is_set():
             batch = consumer.consume(self.settings.batch_size, timeout=min(interval, 0.1))
+            if self._lost:
+                raise _ClientsBroken(
+                    KafkaError(KafkaError._ASSIGNMENT_LOST, "the consumer group's session was lost")
+                )
             now = time.monotonic()
             if batch:
                 self._process(batch)
@@ -520,19 +534,22 @@ class TransformerService:
     def _discard_clients(self) -> None:
         """Drop broken clients without committing: their open work is read again."""
         self.ready.clear()
+        self._lost = False
         self._uncommitted = TransformStats()
         self._pending.clear()
         producer, consumer = self._producer, self._consumer
         self._producer = self._consumer = None
-        for close in (
-            consumer.close if consumer else None,
-            producer.abort_transaction if producer and self.exactly_once else None,
-        ):
-            if close is not None:
-                try:
-                    close()
-                except KafkaException as error:
-                    log.info("while discarding a broken client: %s", error)
+        closers: list[Callable[[], object]] = []
+        if consumer is not None:
+            closers.append(consumer.close)
+        if producer is not None and self.exactly_once:
+            # Bounded: Kafka may be unreachable; the new producer fences this one anyway.
+            closers.append(lambda: producer.abort_transaction(10))
+        for close in closers:
+            try:
+                close()
+            except KafkaException as error:
+                log.info("while discarding a broken client: %s", error)
 
     def _process(self, batch: list[Message]) -> None:
         if self.first_batch_at is None:
