@@ -75,9 +75,46 @@ STALL_SECONDS = 20.0
 
 
 class _ClientsBroken(Exception):
-    def __init__(self, error: KafkaError) -> None:
+    """The Kafka clients must be replaced; ``wedged``: a call on them never returned,
+    so they must not be called again (not even to close them)."""
+
+    def __init__(self, error: KafkaError, wedged: bool = False) -> None:
         super().__init__(str(error))
         self.error = error
+        self.wedged = wedged
+
+
+# The longest a transaction call may take. librdkafka bounds them with their own
+# timeouts, but after a broker restart send_offsets_to_transaction was seen to block
+# past its timeout for good; past this, the clients are replaced.
+TRANSACTION_CALL_SECONDS = 75.0
+
+
+def _bounded(what: str, call: Callable[[], None]) -> None:
+    """Run ``call`` on a helper thread; its exception, or ``_ClientsBroken`` if it has
+    not returned within TRANSACTION_CALL_SECONDS (the clients are then wedged)."""
+    done = threading.Event()
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as failure:  # noqa: BLE001 - re-raised in the caller
+            failures.append(failure)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name=what, daemon=True).start()
+    if not done.wait(TRANSACTION_CALL_SECONDS):
+        raise _ClientsBroken(
+            KafkaError(
+                KafkaError._TIMED_OUT,
+                f"{what} did not return within {TRANSACTION_CALL_SECONDS:.0f}s",
+            ),
+            wedged=True,
+        )
+    if failures:
+        raise failures[0]
 
 
 def _hostname() -> str:
@@ -326,6 +363,7 @@ class TransformerService:
         self._pending: dict[int, int] = {}
         self._revoking = False
         self._lost = False
+        self._abandoned: list[tuple[Producer | None, Consumer | None]] = []
         self._failed_deliveries = 0
         # When the first batch arrived (time.monotonic()): rates are measured from it.
         self.first_batch_at: float | None = None
@@ -485,7 +523,7 @@ class TransformerService:
                 if len(recent_restarts) > MAX_CLIENT_RESTARTS:
                     raise KafkaException(broken.error) from None
                 log.error("%s: starting new Kafka clients", broken.error)
-                self._discard_clients()
+                self._discard_clients(wedged=broken.wedged)
             finally:
                 if self._consumer is not None:
                     self._shutdown()
@@ -531,14 +569,19 @@ class TransformerService:
                     )
                 )
 
-    def _discard_clients(self) -> None:
-        """Drop broken clients without committing: their open work is read again."""
+    def _discard_clients(self, wedged: bool = False) -> None:
+        """Drop broken clients without committing: their open work is read again.
+        Wedged ones are kept, uncalled: closing them could block too, and the new
+        producer (same transactional id) fences the old one."""
         self.ready.clear()
         self._lost = False
         self._uncommitted = TransformStats()
         self._pending.clear()
         producer, consumer = self._producer, self._consumer
         self._producer = self._consumer = None
+        if wedged:
+            self._abandoned.append((producer, consumer))
+            return
         closers: list[Callable[[], object]] = []
         if consumer is not None:
             closers.append(consumer.close)
@@ -675,11 +718,14 @@ class TransformerService:
 
     def _commit_transaction(self, offsets: list[TopicPartition], begin_next: bool) -> None:
         producer = self.producer
-        try:
-            producer.send_offsets_to_transaction(
-                offsets, self.consumer.consumer_group_metadata(), 30
-            )
+        metadata = self.consumer.consumer_group_metadata()
+
+        def commit() -> None:
+            producer.send_offsets_to_transaction(offsets, metadata, 30)
             self._retry_retriable(producer.commit_transaction)
+
+        try:
+            _bounded("committing the transaction", commit)
             self._committed()
         except KafkaException as exc:
             error: KafkaError = exc.args[0]
@@ -688,7 +734,10 @@ class TransformerService:
             # Abortable (the broker went away, a timeout): throw the outputs away and
             # read the same input again from the last committed offsets.
             log.warning("transaction failed (%s): aborting and rewinding", error)
-            self._retry_retriable(producer.abort_transaction)
+            _bounded(
+                "aborting the transaction",
+                lambda: self._retry_retriable(producer.abort_transaction),
+            )
             self._discard(offsets)
         if begin_next:
             producer.begin_transaction()
@@ -777,7 +826,7 @@ class TransformerService:
                 self._checkpoint(begin_next=False)
             elif self.exactly_once:
                 producer.abort_transaction(30)
-        except KafkaException as exc:
+        except (KafkaException, _ClientsBroken) as exc:
             log.error("could not finish the last transaction: %s", exc)
         finally:
             consumer.close()
