@@ -260,6 +260,16 @@ def ksql_client(namespace: str, spec: EnergyPipelineSpec, settings: OperatorSett
     )
 
 
+def _plan(ksql: KsqlClient, spec: EnergyPipelineSpec, managed: list[str], delete: bool) -> Plan:
+    return plan_against(
+        ksql,
+        render_statements(spec),
+        delete=delete,
+        delete_topics=delete,
+        previously_managed=managed,
+    )
+
+
 def ksql_plan(
     namespace: str,
     spec: EnergyPipelineSpec,
@@ -267,26 +277,26 @@ def ksql_plan(
     managed: list[str],
     delete: bool = False,
 ) -> Plan:
+    """What applying the spec would change (for drift checks); nothing is sent."""
     with ksql_client(namespace, spec, settings) as ksql:
         try:
-            return plan_against(
-                ksql,
-                render_statements(spec),
-                delete=delete,
-                delete_topics=delete,
-                previously_managed=managed,
-            )
+            return _plan(ksql, spec, managed, delete)
         except KsqlError as error:
             raise _ksql_unavailable(spec, error) from None
 
 
 def ksql_apply(
-    namespace: str, spec: EnergyPipelineSpec, settings: OperatorSettings, plan: Plan
+    namespace: str,
+    spec: EnergyPipelineSpec,
+    settings: OperatorSettings,
+    managed: list[str],
+    delete: bool = False,
 ) -> list[str]:
-    """Run the plan; the statements sent, as one line each."""
+    """Plan and run the plan with one client (one Secret read); the statements sent,
+    as one line each."""
     with ksql_client(namespace, spec, settings) as ksql:
         try:
-            results = apply_plan(ksql, plan)
+            results = apply_plan(ksql, _plan(ksql, spec, managed, delete))
         except KsqlError as error:
             raise _ksql_unavailable(spec, error) from None
     return [f"{r.step.action.value} {r.step.kind.lower()} {r.step.name}" for r in results]

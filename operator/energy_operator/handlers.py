@@ -16,7 +16,7 @@ from energy_operator import metrics, reconcile
 from energy_operator.api import FINALIZER, GROUP, PLURAL, VERSION
 from energy_operator.resources import DELETING, PENDING, Pipeline
 from energy_operator.settings import OperatorSettings
-from energy_pipeline.metrics_server import MetricsServer
+from energy_pipeline.metrics_server import serve_metrics
 
 # Read once: kopf needs the timer's interval when this module is imported.
 SETTINGS = OperatorSettings.load()
@@ -72,7 +72,7 @@ def energypipeline_startup(
         k8s_config.load_incluster_config()
     except k8s_config.ConfigException:
         k8s_config.load_kube_config()
-    MetricsServer(metrics.REGISTRY, SETTINGS.metrics_host, SETTINGS.metrics_port).start()
+    serve_metrics(metrics.REGISTRY, SETTINGS.metrics_host, SETTINGS.metrics_port, lambda: True)
     logger.info(
         "energy-operator started (drift check every %.0fs)", SETTINGS.drift_interval_seconds
     )

@@ -137,8 +137,7 @@ def reconcile(
     writer.fields["topics"] = outcome.topics
 
     try:
-        plan = deps.ksql_plan(pipeline.namespace, spec, settings, writer.managed_ksql_objects())
-        applied = deps.ksql_apply(pipeline.namespace, spec, settings, plan)
+        applied = deps.ksql_apply(pipeline.namespace, spec, settings, writer.managed_ksql_objects())
     except deps.DependencyUnavailable as error:
         writer.write(PROVISIONING, topics, Condition(KSQL_READY, False, error.reason, str(error)))
         raise kopf.TemporaryError(str(error), delay=backoff(retry, settings)) from None
@@ -248,10 +247,9 @@ def delete(
         event("Retained", "deletionPolicy Retain: topics and ksqlDB objects are kept")
         return
     try:
-        plan = deps.ksql_plan(
+        dropped = deps.ksql_apply(
             pipeline.namespace, spec, settings, writer.managed_ksql_objects(), delete=True
         )
-        dropped = deps.ksql_apply(pipeline.namespace, spec, settings, plan)
         if strimzi:
             deps.release_topics_strimzi(pipeline, spec, delete=True)
             deleted = [t["name"] for t in (writer.previous.get("topics") or [])]

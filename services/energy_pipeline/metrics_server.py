@@ -76,3 +76,12 @@ class MetricsServer:
     def stop(self) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+
+
+def serve_metrics(
+    registry: CollectorRegistry, host: str, port: int, ready: Callable[[], bool]
+) -> MetricsServer | None:
+    """A started endpoint for a service's registry; None when the port is 0 (none)."""
+    if not port:
+        return None
+    return MetricsServer(registry, host, port, ready=ready).start()

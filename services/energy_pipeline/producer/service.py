@@ -20,7 +20,7 @@ from pydantic_settings import NoDecode, SettingsConfigDict
 
 from energy_pipeline import kafka
 from energy_pipeline.lifecycle import StopFlag
-from energy_pipeline.metrics_server import MetricsServer
+from energy_pipeline.metrics_server import MetricsServer, serve_metrics
 from energy_pipeline.producer.model import (
     DEFAULT_AREAS,
     DEFAULT_START,
@@ -209,11 +209,9 @@ class ProducerService:
     def serve_metrics(self, port: int | None = None) -> MetricsServer | None:
         """The /metrics, /healthz and /readyz endpoint; None when the port is 0."""
         port = self.settings.metrics_port if port is None else port
-        if not port:
-            return None
-        return MetricsServer(
-            self.metrics.registry, self.settings.metrics_host, port, ready=self.ready.is_set
-        ).start()
+        return serve_metrics(
+            self.metrics.registry, self.settings.metrics_host, port, self.ready.is_set
+        )
 
     def run_until_stopped(self, stop: StopFlag) -> int:
         """The command's loop: 0 when every reading produced was delivered."""
