@@ -1,24 +1,38 @@
 # syntax=docker/dockerfile:1
-# The project's three images from one wheel: the producer, the transformer and the
-# operator differ only in the command they run, so they share the build stage and the
-# runtime stage and each adds its ENTRYPOINT:
+# The project's three images from one set of wheels: the producer, the transformer and
+# the operator differ only in the command they run, so they share the build stage and
+# the runtime stage and each adds its ENTRYPOINT:
 #   docker build --target producer    -t energy-pipeline/energy-producer:0.1.0 .
 #   docker build --target transformer -t energy-pipeline/energy-transformer:0.1.0 .
 #   docker build --target operator    -t energy-pipeline/energy-operator:0.1.0 .
 # (make images builds all three.)
 
-# The project's Python (pyproject's requires-python, the tests' 3.11).
+# The project's Python (pyproject's requires-python, the tests' 3.11), and the Rust
+# that builds the transformer's fast path (services/fastpath).
 ARG PYTHON_VERSION=3.11
+ARG RUST_VERSION=1.95
 
-# ---- build: the project's wheel and the wheels of its dependencies ----
+# ---- the Rust toolchain, copied into the build stage ----
+FROM rust:${RUST_VERSION}-slim AS rust
+
+# ---- build: the project's wheels (energy-fastpath from Rust with maturin, then
+# energy-pipeline) and the wheels of their dependencies ----
 FROM python:${PYTHON_VERSION}-slim AS build
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 \
+    RUSTUP_HOME=/usr/local/rustup CARGO_HOME=/usr/local/cargo \
+    PATH=/usr/local/cargo/bin:$PATH
+COPY --from=rust /usr/local/rustup /usr/local/rustup
+COPY --from=rust /usr/local/cargo /usr/local/cargo
+# cargo links with the C compiler.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY services/ services/
 COPY operator/ operator/
 COPY ksql/ ksql/
-RUN pip wheel --wheel-dir /wheels .
+RUN pip wheel --wheel-dir /wheels ./services/fastpath .
 
 # ---- runtime: the wheels installed into a slim image of the same Python ----
 FROM python:${PYTHON_VERSION}-slim AS runtime

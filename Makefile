@@ -29,9 +29,31 @@ help: ## Show this help.
 
 ##@ Development
 
-$(VENV)/.installed: pyproject.toml
+# The transformer's compiled hot path (Rust, services/fastpath) is built into a wheel
+# with maturin and installed before the project, which depends on it; cargo keeps its
+# build under the cache, so a rebuild after a change takes seconds.
+MATURIN_VERSION := 1.16.0
+FASTPATH_SOURCES := $(wildcard services/fastpath/src/*.rs) services/fastpath/Cargo.toml \
+	services/fastpath/Cargo.lock services/fastpath/pyproject.toml \
+	services/fastpath/energy_fastpath.pyi
+CARGO_TARGET_DIR ?= $(HOME)/.cache/energy-pipeline/cargo-target
+export CARGO_TARGET_DIR
+
+$(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet --upgrade pip 'maturin==$(MATURIN_VERSION)'
+	touch $@
+
+$(VENV)/.fastpath: $(VENV)/.created $(FASTPATH_SOURCES)
+	@command -v cargo >/dev/null || { echo "make: cargo (Rust) is needed to build services/fastpath; see README.md"; exit 1; }
+	@echo "building the transformer's fast path (Rust, services/fastpath; the first build takes a minute) ..."
+	rm -f build/wheels/energy_fastpath-*.whl
+	$(VENV)/bin/maturin build --release --quiet --interpreter $(PY) \
+		--manifest-path services/fastpath/Cargo.toml --out build/wheels
+	$(VENV)/bin/pip install --quiet --force-reinstall --no-deps build/wheels/energy_fastpath-*.whl
+	touch $@
+
+$(VENV)/.installed: pyproject.toml $(VENV)/.fastpath
 	$(VENV)/bin/pip install --quiet -e '.[test]'
 	touch $@
 

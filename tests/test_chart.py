@@ -489,7 +489,8 @@ def test_images_are_multi_stage_non_root_and_run_the_console_scripts(
     assert python is not None and python.group(1) == "3.11"
     assert stages["build"][0] == "FROM python:${PYTHON_VERSION}-slim AS build"
     assert stages["runtime"][0] == "FROM python:${PYTHON_VERSION}-slim AS runtime"
-    assert any("pip wheel" in i for i in stages["build"])
+    assert any("pip wheel" in i and "./services/fastpath" in i for i in stages["build"])
+    assert any(i.startswith("COPY --from=rust ") for i in stages["build"])
     assert any("--no-index" in i and "/wheels" in i for i in stages["runtime"])
     assert any(i.startswith("ENV PYTHONDONTWRITEBYTECODE=1") for i in stages["runtime"])
     assert dockerfile_user() == (10001, 10001)

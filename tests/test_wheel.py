@@ -1,10 +1,11 @@
-"""The wheel the images are built from: it builds, installs into a fresh venv, and each
-console script the images run answers ``--help``.
+"""The wheels the images are built from: they build, install into a fresh venv, and
+each console script the images run answers ``--help``.
 
 The sources are copied to a temporary folder first, so that the build leaves nothing
-in the work tree. The build runs pip with build isolation, as the image's build stage
-does; the fresh venv gets the wheel and its dependencies from the package index (pip
-uses its cache), without bytecode, as in the images.
+in the work tree. The builds run pip with build isolation, as the image's build stage
+does (the fast path's with maturin and cargo, whose build is cached under
+CARGO_TARGET_DIR); the fresh venv gets the two wheels, and their dependencies from the
+package index (pip uses its cache), without bytecode, as in the images.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def run(
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def sources(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of what the Dockerfile's build stage copies."""
     source = tmp_path_factory.mktemp("source")
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", ".mypy_cache")
     for name in SOURCES:
@@ -54,19 +56,37 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
             shutil.copytree(path, source / name, ignore=ignore)
         else:
             shutil.copy2(path, source / name)
-    dist = tmp_path_factory.mktemp("dist")
+    return source
+
+
+def build_wheel(source: Path, dist: Path, name: str) -> Path:
     run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", dist, source)
-    (built,) = dist.glob("energy_pipeline-*.whl")
+    (built,) = dist.glob(f"{name}-*.whl")
     return built
 
 
 @pytest.fixture(scope="module")
-def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A fresh venv (not this one, no system site-packages) with the wheel installed."""
+def wheel(sources: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_wheel(sources, tmp_path_factory.mktemp("dist"), "energy_pipeline")
+
+
+@pytest.fixture(scope="module")
+def fastpath_wheel(sources: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fast path's wheel (Rust, built by maturin)."""
+    fastpath = sources / "services" / "fastpath"
+    return build_wheel(fastpath, tmp_path_factory.mktemp("dist"), "energy_fastpath")
+
+
+@pytest.fixture(scope="module")
+def venv(
+    wheel: Path, fastpath_wheel: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
+    """A fresh venv (not this one, no system site-packages) with the wheels installed."""
     root = tmp_path_factory.mktemp("venv")
     run(sys.executable, "-m", "venv", "--without-pip", root)
     python = root / "bin" / "python"
-    run(sys.executable, "-m", "pip", "--python", python, "install", "--no-compile", wheel)
+    install: list[str | Path] = [sys.executable, "-m", "pip", "--python", python, "install"]
+    run(*install, "--no-compile", fastpath_wheel, wheel)
     yield root
 
 
@@ -83,6 +103,31 @@ def test_wheel_holds_the_packages_their_data_and_the_console_scripts(wheel: Path
     assert not any(n.startswith("tests/") for n in names)
     for script in SCRIPTS:
         assert f"{script} = " in scripts, f"the wheel has no console script {script}"
+
+
+def test_the_fast_path_wheel_holds_the_compiled_module_and_its_types(
+    fastpath_wheel: Path, venv: Path
+) -> None:
+    with zipfile.ZipFile(fastpath_wheel) as archive:
+        names = set(archive.namelist())
+    assert any(
+        n.startswith("energy_fastpath/energy_fastpath.") and n.endswith(".so") for n in names
+    )
+    assert {"energy_fastpath/__init__.pyi", "energy_fastpath/py.typed"} <= names
+    # The installed transformer uses it: a plain reading takes the fast path.
+    code = (
+        "from energy_pipeline.transformer.logic import Thresholds, fast_path\n"
+        "class M:\n"
+        "    def error(self): return None\n"
+        '    def value(self): return b\'{"sensorId":"s","area":"a",\''
+        ' b\'"energyConsumption":101,"timestamp":"2026-01-05T11:00:00Z"}\'\n'
+        "    def partition(self): return 0\n"
+        "    def offset(self): return 41\n"
+        "print(fast_path(Thresholds()).transform([M()]))\n"
+    )
+    env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"}
+    printed = run(venv / "bin" / "python", "-c", code, env=env, cwd=venv).stdout
+    assert 'isHighConsumption":true}' in printed and "{0: 42}" in printed, printed
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

@@ -5,8 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from energy_fastpath import FastPath
+
 from energy_pipeline.schema import (
     DEFAULT_THRESHOLD,
+    MAX_MESSAGE_BYTES,
+    MAX_STRING_LENGTH,
     Rejection,
     parse_timestamp,
 )
@@ -26,6 +30,18 @@ class Thresholds:
 
     default: float = DEFAULT_THRESHOLD
     per_area: Mapping[str, float] | None = None
+
+    def of(self, area: str) -> float:
+        """The threshold of an area."""
+        return self.per_area.get(area, self.default) if self.per_area else self.default
+
+
+def fast_path(thresholds: Thresholds) -> FastPath:
+    """The compiled fast path (services/fastpath) for these thresholds and the
+    schema's limits."""
+    return FastPath(
+        thresholds.default, dict(thresholds.per_area or {}), MAX_MESSAGE_BYTES, MAX_STRING_LENGTH
+    )
 
 
 class EventTimeRates:
