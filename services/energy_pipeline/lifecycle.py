@@ -3,6 +3,7 @@ that the service's loop checks; the loop then flushes and closes its clients."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import sys
@@ -39,6 +40,23 @@ class StopFlag:
         self.event.set()
 
 
+# The young generation is collected after this many allocations (Python's default is
+# 700): a service's loop allocates hundreds of thousands of short-lived objects a
+# second (messages, bytes) and no reference cycles, so collecting often costs time
+# and finds nothing.
+YOUNG_COLLECTION_THRESHOLD = 50_000
+
+
+def tune_gc_for_streaming() -> None:
+    """Set the garbage collector up for a streaming loop, once start-up is done: what
+    start-up made is moved out of the collector's sight (it lives as long as the
+    process), and the young generation is collected less often."""
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, middle, old)
+
+
 class Service(Protocol):
     def serve_metrics(self) -> MetricsServer | None: ...
 
@@ -60,6 +78,7 @@ def run_cli(prog: str, load: Callable[[], S], build: Callable[[S], Service]) -> 
     stop.install()
     service = build(settings)
     server = service.serve_metrics()
+    tune_gc_for_streaming()
     try:
         return service.run_until_stopped(stop)
     finally:

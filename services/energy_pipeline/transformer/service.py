@@ -14,7 +14,8 @@ Two guarantees:
 - ``at_least_once``: outputs are flushed, then the offsets committed; a crash
   between the two reprocesses (duplicates) but never loses.
 
-Both commit on a time interval (``commit_interval_ms``), not per message.
+Both commit on a time interval (``commit_interval_ms``), not per message, and as soon
+as the input runs dry.
 """
 
 from __future__ import annotations
@@ -58,7 +59,12 @@ from energy_pipeline.schema import (
 from energy_pipeline.settings import ServiceSettings
 from energy_pipeline.tariff import Tariff
 from energy_pipeline.topics import ALERTS_TOPIC, DEAD_LETTER_TOPIC, PROCESSED_TOPIC, RAW_TOPIC
-from energy_pipeline.transformer.logic import EventTimeRates, Thresholds, dead_letter_headers
+from energy_pipeline.transformer.logic import (
+    EventTimeRates,
+    Thresholds,
+    dead_letter_headers,
+    fast_path,
+)
 
 log = logging.getLogger("energy_pipeline.transformer")
 
@@ -72,6 +78,11 @@ OTHER_AREA = "other"
 MAX_CLIENT_RESTARTS = 3
 # Idle this long while an assigned partition has messages: the clients are stuck.
 STALL_SECONDS = 20.0
+# A poll that waits this long for nothing: the input has run dry, for now.
+IDLE_POLL_SECONDS = 0.02
+# An idle transformer commits at once, but not more often than this (a trickle of
+# readings would otherwise make a transaction of every few).
+MIN_IDLE_COMMIT_SECONDS = 0.1
 
 
 class _ClientsBroken(Exception):
@@ -135,7 +146,7 @@ class TransformerSettings(ServiceSettings):
     # "offices=120,lobby=80" in the environment.
     area_thresholds: Annotated[dict[str, float], NoDecode] = Field(default_factory=dict)
     guarantee: Literal["exactly_once", "at_least_once"] = "exactly_once"
-    commit_interval_ms: int = Field(200, ge=10, le=60_000)
+    commit_interval_ms: int = Field(500, ge=10, le=60_000)
     batch_size: int = Field(5000, ge=1, le=100_000)
     # Stable per instance (the pod name in Kubernetes): a restarted instance fences
     # its predecessor's producer and aborts the transaction it left open.
@@ -357,6 +368,7 @@ class TransformerService:
         self.ready = threading.Event()
         self.exactly_once = settings.guarantee == "exactly_once"
         self._thresholds = settings.thresholds()
+        self._fast_path = fast_path(self._thresholds)
         self._rates = EventTimeRates(settings.tariff())
         # Input partition -> next offset to commit, for what was processed since the
         # last commit.
@@ -365,8 +377,10 @@ class TransformerService:
         self._lost = False
         self._abandoned: list[tuple[Producer | None, Consumer | None]] = []
         self._failed_deliveries = 0
-        # When the first batch arrived (time.monotonic()): rates are measured from it.
+        # When the first batch arrived and when the last commit was done
+        # (time.monotonic()): rates are measured between them.
         self.first_batch_at: float | None = None
+        self.last_commit_at: float | None = None
         self._producer: Producer | None = None
         self._consumer: Consumer | None = None
 
@@ -531,7 +545,7 @@ class TransformerService:
         interval = self.settings.commit_interval_ms / 1000
         last_commit = last_progress = last_stall_check = time.monotonic()
         while not stop.is_set():
-            batch = consumer.consume(self.settings.batch_size, timeout=min(interval, 0.1))
+            batch = consumer.consume(self.settings.batch_size, timeout=IDLE_POLL_SECONDS)
             if self._lost:
                 raise _ClientsBroken(
                     KafkaError(KafkaError._ASSIGNMENT_LOST, "the consumer group's session was lost")
@@ -540,7 +554,11 @@ class TransformerService:
             if batch:
                 self._process(batch)
                 last_progress = now
-            if now - last_commit >= interval:
+            # Commit on the interval, and as soon as the input has run dry: an idle
+            # transformer holds nothing back from downstream.
+            since_commit = now - last_commit
+            idle = not batch and since_commit >= MIN_IDLE_COMMIT_SECONDS
+            if since_commit >= interval or (idle and self._pending):
                 self._checkpoint(begin_next=True)
                 last_commit = time.monotonic()
             if now - last_progress > STALL_SECONDS and now - last_stall_check > STALL_SECONDS:
@@ -595,64 +613,81 @@ class TransformerService:
     def _process(self, batch: list[Message]) -> None:
         if self.first_batch_at is None:
             self.first_batch_at = time.monotonic()
+        # The compiled fast path flags the plain valid readings and counts them; the
+        # rest (consumer errors, invalid input, unusual valid readings) is handled
+        # here, one by one, in order.
+        values, high_flags, groups, next_offsets = self._fast_path.transform(batch)
         produce = self.producer.produce
-        poll = self.producer.poll
         processed_topic, alerts_topic = self.settings.processed_topic, self.settings.alerts_topic
-        default_threshold = self._thresholds.default
-        area_thresholds = self._thresholds.per_area or {}
-        pending = self._pending
-        # Readings of one round share area and timestamp: count per (area, timestamp)
-        # here, and price and label each group once, after the loop.
-        groups: dict[tuple[str, str], list[float]] = {}
-        count = 0
-        for message in batch:
-            error = message.error()
-            if error is not None:
-                # A fatal consumer error arrives as a message whose code is _FATAL
-                # (its fatal() flag is not always set).
-                if error.fatal() or error.code() == KafkaError._FATAL:
-                    raise _ClientsBroken(error)
-                if error.code() != KafkaError._PARTITION_EOF:
-                    log.warning("consumer error: %s", error)
+        for message, value, high in zip(batch, values, high_flags, strict=True):
+            if value is None:
+                self._process_slowly(message, groups)
                 continue
-            count += 1
-            partition = message.partition() or 0
-            offset = message.offset() or 0
-            raw = message.value() or b""  # None (a tombstone) is rejected like b""
-            reading = parse_reading(raw)
-            if isinstance(reading, Rejection):
-                self._dead_letter(message, reading, partition, offset)
-            else:
-                area = reading.area
-                consumption = reading.energy_consumption
-                high = is_high(consumption, area_thresholds.get(area, default_threshold))
-                key = message.key()
-                timestamp = message.timestamp()[1]
-                value = processed_value(raw, reading, high)
-                while True:
-                    try:
-                        produce(processed_topic, value, key, timestamp=timestamp)
-                        if high:
-                            produce(alerts_topic, value, key, timestamp=timestamp)
-                        break
-                    except BufferError:
-                        poll(0.05)  # local queue full: let the client send
-                group = groups.get((area, reading.timestamp))
-                if group is None:
-                    groups[(area, reading.timestamp)] = [1, consumption, high]
-                else:
-                    group[0] += 1
-                    group[1] += consumption
-                    group[2] += high
-            pending[partition] = offset + 1
-        poll(0)
+            key = message.key()
+            timestamp = message.timestamp()[1]
+            try:
+                produce(processed_topic, value, key, timestamp=timestamp)
+            except BufferError:
+                self._produce_when_queued(processed_topic, value, key, timestamp)
+            if high:
+                try:
+                    produce(alerts_topic, value, key, timestamp=timestamp)
+                except BufferError:
+                    self._produce_when_queued(alerts_topic, value, key, timestamp)
+        self._pending.update(next_offsets)
+        self.producer.poll(0)
         self._count_groups(groups)
-        self.metrics.batch_size.observe(count)
+        self.metrics.batch_size.observe(len(batch))
         if groups:
             moment = parse_timestamp(max(timestamp for _, timestamp in groups))
             if moment is not None:
                 lag = (datetime.now(UTC) - moment).total_seconds()
                 self.metrics.event_time_lag.observe(max(lag, 0.0))
+
+    def _produce_when_queued(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        timestamp: int,
+        headers: list[tuple[str, str | bytes | None]] | None = None,
+    ) -> None:
+        """Produce, letting the client send while its local queue is full."""
+        while True:
+            try:
+                self.producer.produce(topic, value, key, timestamp=timestamp, headers=headers)
+                return
+            except BufferError:
+                self.producer.poll(0.05)
+
+    def _process_slowly(self, message: Message, groups: dict[tuple[str, str], list[float]]) -> None:
+        """One message the fast path left: a consumer error, a rejection for the
+        dead-letter topic, or a valid reading of an unusual form."""
+        error = message.error()
+        if error is not None:
+            # A fatal consumer error arrives as a message whose code is _FATAL (its
+            # fatal() flag is not always set).
+            if error.fatal() or error.code() == KafkaError._FATAL:
+                raise _ClientsBroken(error)
+            if error.code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer error: %s", error)
+            return
+        raw = message.value() or b""  # None (a tombstone) is rejected like b""
+        reading = parse_reading(raw)
+        if isinstance(reading, Rejection):
+            self._dead_letter(message, reading)
+            return
+        area = reading.area
+        high = is_high(reading.energy_consumption, self._thresholds.of(area))
+        value = processed_value(raw, reading, high)
+        timestamp = message.timestamp()[1]
+        self._produce_when_queued(self.settings.processed_topic, value, message.key(), timestamp)
+        if high:
+            self._produce_when_queued(self.settings.alerts_topic, value, message.key(), timestamp)
+        group = groups.setdefault((area, reading.timestamp), [0, 0.0, 0])
+        group[0] += 1
+        group[1] += reading.energy_consumption
+        group[2] += high
 
     def _count_groups(self, groups: dict[tuple[str, str], list[float]]) -> None:
         stats = self._uncommitted
@@ -674,29 +709,22 @@ class TransformerService:
         self._uncommitted.add_area(area)
         return area
 
-    def _dead_letter(
-        self, message: Message, rejection: Rejection, partition: int, offset: int
-    ) -> None:
+    def _dead_letter(self, message: Message, rejection: Rejection) -> None:
         headers = dead_letter_headers(
             rejection,
             message.topic() or self.settings.input_topic,
-            partition,
-            offset,
+            message.partition() or 0,
+            message.offset() or 0,
             message.headers(),
         )
         self._uncommitted.invalid[rejection.reason.value] += 1
-        while True:
-            try:
-                self.producer.produce(
-                    self.settings.dead_letter_topic,
-                    message.value(),
-                    message.key(),
-                    headers=headers,
-                    timestamp=message.timestamp()[1],
-                )
-                return
-            except BufferError:
-                self.producer.poll(0.05)
+        self._produce_when_queued(
+            self.settings.dead_letter_topic,
+            message.value(),
+            message.key(),
+            message.timestamp()[1],
+            headers,
+        )
 
     # -- commits --------------------------------------------------------------------
 
@@ -763,6 +791,7 @@ class TransformerService:
     def _committed(self) -> None:
         """The last interval is in Kafka: count it."""
         self.metrics.transactions.labels("committed").inc()
+        self.last_commit_at = time.monotonic()
         self.stats.merge(self._uncommitted)
         self._uncommitted = TransformStats()
         self._pending.clear()
