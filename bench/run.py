@@ -31,7 +31,7 @@ from energy_pipeline.topics import TopicSpec, ensure_topics_or_raise
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "build" / "bench"
-COUNT = 500_000
+COUNT = 1_000_000
 ROUNDS = 5
 WARM_UP_ROUNDS = 2
 # The scenarios run in rounds: name in results -> scenario of bench/scenarios.py.
@@ -116,7 +116,8 @@ def main() -> int:
             print(f"running {name} ({run}) over {COUNT:,} readings ...", flush=True)
             extra = ["--output", output, "--alerts", alerts]
             outcome = run_child([sys.executable, str(scenarios), name, *common, *extra])
-            print(f"  {outcome['value']:,.0f} {outcome['unit']}", flush=True)
+            memory = f", {outcome['rss_mb']:.0f} MB" if "rss_mb" in outcome else ""
+            print(f"  {outcome['value']:,.0f} {outcome['unit']}{memory}", flush=True)
             return outcome
 
         results["producer_readings_per_s"] = scenario("producer", "once")

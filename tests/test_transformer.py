@@ -307,6 +307,40 @@ MALFORMED: list[tuple[bytes | None, str]] = [
 ]
 
 
+def test_an_idle_transformer_commits_at_once_not_at_the_end_of_the_interval(
+    kafka: KafkaUnderTest, spawn: list[TransformerProcess], tmp_path: Path
+) -> None:
+    """With a minute's commit interval, readings still reach downstream (read
+    committed) in seconds: once the input has run dry, the transformer commits."""
+    topics = make_topics(kafka, partitions=2)
+    transformer = start(
+        spawn,
+        kafka.bootstrap_servers,
+        topics,
+        tmp_path,
+        f"g-{uuid.uuid4()}",
+        "a",
+        "--commit-interval-ms",
+        "60000",
+    )
+    wait_for_log(transformer, "assigned partitions")
+    for burst in range(2):
+        reading = {
+            "sensorId": "lobby-01",
+            "area": "lobby",
+            "energyConsumption": 150.0,
+            "timestamp": "2026-01-05T11:00:00Z",
+            "readingId": f"burst-{burst}",
+        }
+        produce_values(kafka.settings(), topics.raw, [(b"lobby-01", _dumps(reading))])
+        # Within 20 s: long before the interval's minute is over.
+        processed = read_topic(kafka.settings(), topics.processed, expected=burst + 1, timeout=20)
+        assert sorted(ids_of(processed)) == [f"burst-{n}" for n in range(burst + 1)]
+    alerts = read_topic(kafka.settings(), topics.alerts, expected=2, timeout=20)
+    assert sorted(ids_of(alerts)) == ["burst-0", "burst-1"]
+    assert transformer.stop() == 0
+
+
 def test_malformed_messages_go_to_the_dead_letter_topic(
     kafka: KafkaUnderTest, tmp_path: Path, spawn: list[TransformerProcess]
 ) -> None:

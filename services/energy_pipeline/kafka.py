@@ -43,8 +43,10 @@ def producer_config(settings: ServiceSettings, **extra: Any) -> dict[str, Any]:
         "linger.ms": 20,
         "batch.size": 256 * 1024,
         "compression.type": "lz4",
-        "queue.buffering.max.messages": 1_000_000,
-        "queue.buffering.max.kbytes": 512 * 1024,
+        # At most this much waits in the client (librdkafka's defaults): half a second
+        # of readings at full speed, and a bound on the services' memory.
+        "queue.buffering.max.messages": 100_000,
+        "queue.buffering.max.kbytes": 64 * 1024,
         **extra,
     }
 

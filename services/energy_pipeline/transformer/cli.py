@@ -33,7 +33,7 @@ def parse_args(argv: list[str] | None) -> dict[str, object]:
         help="delivery guarantee (exactly_once)",
     )
     parser.add_argument(
-        "--commit-interval-ms", type=int, help="time between two commits, in ms (500)"
+        "--commit-interval-ms", type=int, help="time between two commits under load, in ms (1000)"
     )
     parser.add_argument("--batch-size", type=int, help="messages per consume call (5000)")
     parser.add_argument("--instance-id", help="stable name of this instance (the host name)")
