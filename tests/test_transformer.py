@@ -29,6 +29,7 @@ from energy_pipeline.transformer.logic import (
     DLQ_SOURCE_PARTITION,
     DLQ_SOURCE_TOPIC,
 )
+from energy_pipeline.transformer.service import STALL_SECONDS
 
 from conftest import KafkaUnderTest
 from kafka_helpers import Record, produce_values, read_topic
@@ -402,9 +403,11 @@ def test_sigkill_at_random_moments_keeps_exactly_once(
 ) -> None:
     topics = make_topics(kafka)
     group = f"g-{uuid.uuid4()}"
+    # 15 s of readings: the transformer keeps up with them, so each instance is
+    # killed while they still flow.
     total = 120_000
     feeder = threading.Thread(
-        target=produce_readings, args=(kafka.bootstrap_servers, topics.raw, total, 25_000)
+        target=produce_readings, args=(kafka.bootstrap_servers, topics.raw, total, 8_000)
     )
     feeder.start()
     rng = random.Random(4)
@@ -416,12 +419,34 @@ def test_sigkill_at_random_moments_keeps_exactly_once(
             minimum=1,
             timeout=60,
         )
-        time.sleep(rng.uniform(0.2, 2.0))
+        time.sleep(rng.uniform(0.2, 1.5))
+        assert feeder.is_alive(), "the readings stopped flowing before the kill"
         transformer.kill()
         transformer = start(spawn, kafka.bootstrap_servers, topics, tmp_path, group)
     feeder.join()
     assert_exactly_once(kafka.settings(), topics)
     assert transformer.stop() == 0
+
+
+@pytest.mark.reliability
+def test_an_instance_with_nothing_left_to_read_is_not_taken_for_stuck(
+    kafka: KafkaUnderTest, tmp_path: Path, spawn: list[TransformerProcess]
+) -> None:
+    """The stall check (nothing consumed for STALL_SECONDS while a partition has
+    messages) must count from the committed offsets: a restarted instance whose group
+    has read everything has consumed nothing, and is not stuck."""
+    topics = make_topics(kafka, partitions=2)
+    group = f"g-{uuid.uuid4()}"
+    produce_readings(kafka.bootstrap_servers, topics.raw, 500)
+    first = start(spawn, kafka.bootstrap_servers, topics, tmp_path, group)
+    wait_for_metric(first.metrics_port, "energy_transformer_readings_processed_total", 500)
+    assert first.stop() == 0
+    second = start(spawn, kafka.bootstrap_servers, topics, tmp_path, group)
+    wait_for_log(second, "assigned partitions")
+    time.sleep(STALL_SECONDS + 5)
+    assert "starting new Kafka clients" not in second.log()
+    assert second.stop() == 0
+    assert len(read_topic(kafka.settings(), topics.processed, expected=500)) == 500
 
 
 @pytest.mark.reliability

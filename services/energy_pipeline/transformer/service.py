@@ -575,13 +575,21 @@ class TransformerService:
                 [position] = self.consumer.position([partition])
             except KafkaException:
                 return  # Kafka is not reachable: that is not a stall of ours
-            behind = high > (position.offset if position.offset >= 0 else low)
-            if behind:
+            start = position.offset
+            if start < 0:
+                # Nothing consumed yet: reading starts from the committed offset (which
+                # may already be the end), or from the beginning without one.
+                try:
+                    [committed] = self.consumer.committed([partition], timeout=5)
+                except KafkaException as error:
+                    raise _ClientsBroken(error.args[0]) from None  # offsets never arrive
+                start = committed.offset if committed.offset >= 0 else low
+            if high > start:
                 raise _ClientsBroken(
                     KafkaError(
                         KafkaError._TIMED_OUT,
                         f"partition {partition.partition} has messages at {high} but nothing "
-                        f"was consumed for {STALL_SECONDS}s (position {position.offset})",
+                        f"was consumed from {start} for {STALL_SECONDS}s",
                     )
                 )
 
