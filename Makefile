@@ -58,7 +58,7 @@ $(VENV)/.installed: pyproject.toml $(VENV)/.fastpath
 	touch $@
 
 .PHONY: install
-install: $(VENV)/.installed ## Create .venv and install the project (editable, with test extras).
+install: $(VENV)/.installed ## Create .venv, build the Rust fast path, install the project (editable, with test extras).
 
 .PHONY: lint
 lint: install ## Run ruff and mypy.
