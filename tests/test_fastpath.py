@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass
+from functools import partial
 
 import pytest
 
@@ -31,26 +32,13 @@ from energy_pipeline.schema import (
 )
 from energy_pipeline.transformer.logic import Thresholds, fast_path
 
+from reading_helpers import VALID
+from reading_helpers import with_ as reading_with
+
 pytestmark = pytest.mark.unit
 
-VALID = {
-    "sensorId": "offices-01",
-    "area": "offices",
-    "energyConsumption": 42.5,
-    "timestamp": "2026-01-05T11:00:00.000Z",
-    "readingId": "r-1",
-}
-
-
-def with_(**changes: object) -> bytes:
-    """VALID with fields changed (``...`` removes one), as UTF-8 JSON without escapes."""
-    body = dict(VALID)
-    for key, value in changes.items():
-        if value is ...:
-            del body[key]
-        else:
-            body[key] = value
-    return json.dumps(body, ensure_ascii=False).encode()
+# The fast path reads UTF-8 as it is: its readings are written without escapes.
+with_ = partial(reading_with, ascii_only=False)
 
 
 @dataclass

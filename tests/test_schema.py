@@ -17,25 +17,9 @@ from energy_pipeline.schema import (
     processed_value,
 )
 
+from reading_helpers import with_
+
 pytestmark = pytest.mark.unit
-
-VALID = {
-    "sensorId": "offices-01",
-    "area": "offices",
-    "energyConsumption": 42.5,
-    "timestamp": "2026-01-05T11:00:00.000Z",
-    "readingId": "r-1",
-}
-
-
-def with_(**changes: object) -> bytes:
-    body = dict(VALID)
-    for key, value in changes.items():
-        if value is ...:
-            del body[key]
-        else:
-            body[key] = value
-    return json.dumps(body).encode()
 
 
 @pytest.mark.parametrize(
