@@ -1,10 +1,13 @@
-"""The compiled fast path (services/fastpath) against the reading schema.
+"""The compiled fast path (services/fastpath) against the reading schema, and its
+producer on the real broker.
 
 The fast path handles the plain valid readings and leaves everything else to the
 Python path (energy_pipeline.schema), which has the last word. These tests hold the
 two to agreement: whatever the fast path accepts, the schema accepts with the same
 processed value, flag and counts; what the producer writes is accepted (else the
 fast path would silently never run); and bad input of every class is left alone.
+A batch's readings are produced, in order, with their keys and timestamps, through
+the compiled producer to the real broker, and read back.
 
 confluent_kafka's Message cannot be made outside a consumer, so the messages here are
 plain objects with the same methods; the transformer's tests feed it real ones.
@@ -14,11 +17,15 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 
 import pytest
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from energy_fastpath import Producer
 
+from energy_pipeline import kafka as kafka_clients
 from energy_pipeline.producer.model import Simulation, SimulationConfig
 from energy_pipeline.schema import (
     MAX_MESSAGE_BYTES,
@@ -32,10 +39,12 @@ from energy_pipeline.schema import (
 )
 from energy_pipeline.transformer.logic import Thresholds, fast_path
 
+from conftest import KafkaUnderTest
+from kafka_helpers import read_topic
 from reading_helpers import VALID
 from reading_helpers import with_ as reading_with
 
-pytestmark = pytest.mark.unit
+unit = pytest.mark.unit
 
 # The fast path reads UTF-8 as it is: its readings are written without escapes.
 with_ = partial(reading_with, ascii_only=False)
@@ -75,13 +84,13 @@ Verdict = tuple[bytes, bool, dict[tuple[str, str], list[float]]]
 
 
 def fast_verdict(raw: bytes | None, thresholds: Thresholds | None = None) -> Verdict | None:
-    values, high, groups, _ = fast_path(thresholds or Thresholds()).transform(
-        [ConsumedMessage(raw)]
-    )
-    if values[0] is None:
-        assert not high[0] and not groups
+    if raw is None:
         return None
-    return values[0], high[0], groups
+    accepted = fast_path(thresholds or Thresholds()).accept(raw)
+    if accepted is None:
+        return None
+    value, high, area, timestamp, consumption = accepted
+    return value, high, {(area, timestamp): [1, consumption, int(high)]}
 
 
 def schema_verdict(raw: bytes | None, thresholds: Thresholds | None = None) -> Verdict | None:
@@ -103,6 +112,7 @@ def assert_agree(raw: bytes | None, thresholds: Thresholds | None = None) -> boo
     return fast is not None
 
 
+@unit
 def test_every_reading_the_producer_writes_takes_the_fast_path() -> None:
     simulation = Simulation(SimulationConfig(sensors_per_area=5, seed=7, fault_rate=0.05))
     raws = []
@@ -122,6 +132,7 @@ def test_every_reading_the_producer_writes_takes_the_fast_path() -> None:
     assert all(assert_agree(raw) for raw in raws)
 
 
+@unit
 @pytest.mark.parametrize(
     "raw",
     [
@@ -152,6 +163,7 @@ def test_plain_valid_readings_take_the_fast_path_with_the_schemas_result(raw: by
     assert assert_agree(raw)
 
 
+@unit
 @pytest.mark.parametrize(
     "raw",
     [
@@ -223,6 +235,7 @@ def test_everything_else_is_left_to_the_schema(raw: bytes | None) -> None:
     assert fast_verdict(raw) is None
 
 
+@unit
 def test_mutated_readings_never_disagree_with_the_schema() -> None:
     """Random damage to valid readings: whatever the fast path still accepts, the
     schema accepts the same way."""
@@ -246,6 +259,7 @@ def test_mutated_readings_never_disagree_with_the_schema() -> None:
     assert accepted > 1000
 
 
+@unit
 def test_area_thresholds_flag_as_the_schema_does() -> None:
     thresholds = Thresholds(100.0, {"lobby": 20.0, "cafetería": 150.0})
     for area, consumption, high in [
@@ -261,41 +275,134 @@ def test_area_thresholds_flag_as_the_schema_does() -> None:
         assert assert_agree(raw, thresholds)
 
 
-def test_a_batch_is_counted_per_area_and_timestamp_and_its_offsets_are_the_next_ones() -> None:
+@pytest.fixture
+def producer(kafka: KafkaUnderTest) -> Iterator[Producer]:
+    """The compiled producer on the real broker, configured as the transformer's."""
+    producer = Producer(
+        kafka_clients.librdkafka_path(), kafka_clients.producer_config(kafka.settings())
+    )
+    yield producer
+    producer.flush(30)
+
+
+@pytest.mark.kafka
+def test_a_batch_is_produced_in_order_counted_and_its_offsets_are_the_next_ones(
+    kafka: KafkaUnderTest, producer: Producer
+) -> None:
     class Failure:
         pass
 
     batch = [
-        ConsumedMessage(with_(area="lobby", energyConsumption=10), 0, 5),
-        ConsumedMessage(with_(area="lobby", energyConsumption=110), 1, 7),
+        ConsumedMessage(with_(area="lobby", energyConsumption=10), 0, 5, key_bytes=b"a"),
+        ConsumedMessage(with_(area="lobby", energyConsumption=110), 1, 7, timestamp_ms=7),
         ConsumedMessage(b"not json", 0, 6),
-        ConsumedMessage(with_(area="offices", energyConsumption=1.5), 1, 8),
+        ConsumedMessage(with_(area="offices", energyConsumption=1.5), 1, 8, key_bytes=None),
         ConsumedMessage(with_(area="lobby", energyConsumption=5, timestamp="2026-01-05T12:00:00Z")),
-        ConsumedMessage(with_(area="lobby", energyConsumption=0.5), 0, 9),
+        ConsumedMessage(with_(area="lobby", energyConsumption=0.5), 0, 9, timestamp_ms=9),
         ConsumedMessage(None, 3, 99, failure=Failure()),  # a consumer error: no offset
     ]
     batch[4].partition_number, batch[4].offset_number = 2, 1
-    values, high, groups, next_offsets = fast_path(Thresholds()).transform(batch)
-    assert [value is not None for value in values] == [True, True, False, True, True, True, False]
-    assert high == [False, True, False, False, False, False, False]
+    # One partition each: the order of the outputs is the order they were produced in.
+    processed, alerts = kafka.topic("fast-processed", 1), kafka.topic("fast-alerts", 1)
+    others: list[ConsumedMessage] = []
+    groups, next_offsets = fast_path(Thresholds()).transform(
+        batch, producer, processed, alerts, others.append
+    )
+    assert producer.flush(30) == 0 and producer.delivery_failures == 0
+    assert others == [batch[2], batch[6]]
     assert groups == {
         ("lobby", VALID["timestamp"]): [3, 120.5, 1],
         ("offices", VALID["timestamp"]): [1, 1.5, 0],
         ("lobby", "2026-01-05T12:00:00Z"): [1, 5.0, 0],
     }
     assert next_offsets == {0: 10, 1: 9, 2: 2}
-    assert fast_path(Thresholds()).transform([]) == ([], [], {}, {})
+    fast = [message for message in batch if message not in others]
+    records = read_topic(kafka.settings(), processed, expected=len(fast))
+    assert [(r.key, r.value, r.timestamp_ms) for r in records] == [
+        (m.key_bytes, schema_verdict(m.payload)[0], m.timestamp_ms)  # type: ignore[index]
+        for m in fast
+    ]
+    [alarm] = read_topic(kafka.settings(), alerts, expected=1)
+    assert (alarm.key, alarm.timestamp_ms) == (b"sensor", 7)
+    assert alarm.value is not None and alarm.value == records[1].value
+    assert alarm.value.endswith(b'"isHighConsumption":true}')
+    assert fast_path(Thresholds()).transform([], producer, processed, alerts, others.append) == (
+        {},
+        {},
+    )
 
 
-def test_a_batch_of_mixed_message_classes_is_refused() -> None:
+@pytest.mark.kafka
+def test_a_batch_of_mixed_message_classes_is_refused(
+    kafka: KafkaUnderTest, producer: Producer
+) -> None:
     @dataclass
     class Other(ConsumedMessage):
         pass
 
+    topic = kafka.topic("fast-refused", 1)
     with pytest.raises(TypeError, match="one class"):
-        fast_path(Thresholds()).transform([ConsumedMessage(with_()), Other(with_())])
+        fast_path(Thresholds()).transform(
+            [ConsumedMessage(with_()), Other(with_())], producer, topic, topic, print
+        )
 
 
+@pytest.mark.kafka
+def test_the_producer_writes_headers_and_null_values_and_transactions(
+    kafka: KafkaUnderTest,
+) -> None:
+    settings = kafka.settings()
+    topic = kafka.topic("native-producer", 1)
+    producer = Producer(
+        kafka_clients.librdkafka_path(),
+        kafka_clients.transactional_producer_config(settings, f"test-{topic}"),
+    )
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    producer.produce(topic, b"aborted", b"k", 1_000)
+    producer.produce(topic, b"aborted too", b"k", 1_500)
+    producer.abort_transaction(30)  # purges what it had not sent: not a failure
+    producer.begin_transaction()
+    headers: list[tuple[str, str | bytes | None]] = [("why", b"bad"), ("text", "t"), ("none", None)]
+    producer.produce(topic, None, b"k", 2_000, headers)
+    producer.produce(topic, b"v", None, 3_000)
+    # Offsets of a consumer group committed within the transaction.
+    group = f"native-{topic}"
+    consumer = Consumer(kafka_clients.consumer_config(settings, group))
+    try:
+        producer.send_offsets_to_transaction(
+            [TopicPartition(topic, 0, 2)], consumer.consumer_group_metadata(), 30
+        )
+        producer.commit_transaction(30)
+        [committed] = consumer.committed([TopicPartition(topic, 0)], timeout=10)
+    finally:
+        consumer.close()
+    assert committed.offset == 2
+    records = read_topic(settings, topic, expected=2)
+    assert [(r.key, r.value, r.timestamp_ms) for r in records] == [
+        (b"k", None, 2_000),
+        (None, b"v", 3_000),
+    ]
+    assert records[0].headers == {"why": b"bad", "text": b"t", "none": None}
+    assert producer.delivery_failures == 0 and producer.last_delivery_error == ""
+
+
+@unit
+def test_the_producer_names_a_bad_setting_and_counts_failed_deliveries() -> None:
+    library = kafka_clients.librdkafka_path()
+    with pytest.raises(KafkaException, match="no.such.setting"):
+        Producer(library, {"bootstrap.servers": "127.0.0.1:1", "no.such.setting": 1})
+    # Nothing listens on port 1: the message times out and is reported failed.
+    producer = Producer(
+        library, {"bootstrap.servers": "127.0.0.1:1", "message.timeout.ms": 100, "log_level": 0}
+    )
+    producer.produce("nowhere", b"v")
+    assert producer.flush(10) == 0
+    assert producer.delivery_failures == 1
+    assert "timed out" in producer.last_delivery_error
+
+
+@unit
 def test_numbers_are_read_to_the_last_bit_as_the_schema_reads_them() -> None:
     rng = random.Random(5)
     accepted = 0

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from pathlib import Path
 from typing import Any
 
+import confluent_kafka
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
@@ -49,6 +52,23 @@ def producer_config(settings: ServiceSettings, **extra: Any) -> dict[str, Any]:
         "queue.buffering.max.kbytes": 64 * 1024,
         **extra,
     }
+
+
+@functools.cache
+def librdkafka_path() -> str:
+    """The file of the librdkafka that confluent-kafka loaded into this process: the
+    transformer's compiled producer (energy_fastpath) runs on the same one."""
+    maps = Path("/proc/self/maps")
+    if not maps.exists():
+        raise RuntimeError("the transformer's producer needs Linux (/proc/self/maps)")
+    for line in maps.read_text().splitlines():
+        fields = line.split(maxsplit=5)
+        if len(fields) == 6 and Path(fields[5]).name.startswith("librdkafka"):
+            return fields[5]
+    raise RuntimeError(
+        f"confluent-kafka {confluent_kafka.version()[0]} is loaded, but no librdkafka"
+        " library is mapped into the process"
+    )
 
 
 def transactional_producer_config(

@@ -35,9 +35,9 @@ from confluent_kafka import (
     KafkaError,
     KafkaException,
     Message,
-    Producer,
     TopicPartition,
 )
+from energy_fastpath import Producer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
@@ -376,7 +376,10 @@ class TransformerService:
         self._revoking = False
         self._lost = False
         self._abandoned: list[tuple[Producer | None, Consumer | None]] = []
-        self._failed_deliveries = 0
+        # Failed deliveries the producer reported so far, and those of the outputs
+        # since the last commit (at-least-once does not commit past them).
+        self._deliveries_failed = 0
+        self._failures_since_commit = 0
         # When the first batch arrived and when the last commit was done
         # (time.monotonic()): rates are measured between them.
         self.first_batch_at: float | None = None
@@ -415,25 +418,35 @@ class TransformerService:
 
     # -- set-up ---------------------------------------------------------------------
 
-    def _on_delivery_error(self, error: KafkaError | None, message: Message) -> None:
-        # Called only for failures (delivery.report.only.error).
-        self._failed_deliveries += 1
-        self.metrics.delivery_failures.inc()
-        log.error("delivery to %s failed: %s", message.topic(), error)
-
     def _make_producer(self) -> Producer:
+        """The compiled producer (energy_fastpath), configured as a confluent-kafka one
+        would be: the fast path hands it the processed values without a Python call
+        per message."""
         settings = self.settings
-        extra: dict[str, Any] = {
-            "delivery.report.only.error": True,
-            "on_delivery": self._on_delivery_error,
-            # Room for a dead-letter copy of the largest message the input allows.
-            "message.max.bytes": 4 * 1024 * 1024,
-        }
+        # Room for a dead-letter copy of the largest message the input allows.
+        extra: dict[str, Any] = {"message.max.bytes": 4 * 1024 * 1024}
         if self.exactly_once:
-            return Producer(
-                kafka.transactional_producer_config(settings, settings.transactional_id, **extra)
+            config = kafka.transactional_producer_config(
+                settings, settings.transactional_id, **extra
             )
-        return Producer(kafka.producer_config(settings, **extra))
+        else:
+            config = kafka.producer_config(settings, **extra)
+        self._deliveries_failed = self._failures_since_commit = 0
+        return Producer(kafka.librdkafka_path(), config)
+
+    def _count_delivery_failures(self) -> None:
+        """Count (and log) the deliveries that failed since the last look."""
+        failed = self.producer.delivery_failures
+        new = failed - self._deliveries_failed
+        if new:
+            self._deliveries_failed = failed
+            self._failures_since_commit += new
+            self.metrics.delivery_failures.inc(new)
+            log.error(
+                "%d outputs failed to be delivered (the last: %s)",
+                new,
+                self.producer.last_delivery_error,
+            )
 
     def _make_consumer(self) -> Consumer:
         settings = self.settings
@@ -621,54 +634,29 @@ class TransformerService:
     def _process(self, batch: list[Message]) -> None:
         if self.first_batch_at is None:
             self.first_batch_at = time.monotonic()
-        # The compiled fast path flags the plain valid readings and counts them; the
-        # rest (consumer errors, invalid input, unusual valid readings) is handled
-        # here, one by one, in order.
-        values, high_flags, groups, next_offsets = self._fast_path.transform(batch)
-        produce = self.producer.produce
-        processed_topic, alerts_topic = self.settings.processed_topic, self.settings.alerts_topic
-        for message, value, high in zip(batch, values, high_flags, strict=True):
-            if value is None:
-                self._process_slowly(message, groups)
-                continue
-            key = message.key()
-            timestamp = message.timestamp()[1]
-            try:
-                produce(processed_topic, value, key, timestamp=timestamp)
-            except BufferError:
-                self._produce_when_queued(processed_topic, value, key, timestamp)
-            if high:
-                try:
-                    produce(alerts_topic, value, key, timestamp=timestamp)
-                except BufferError:
-                    self._produce_when_queued(alerts_topic, value, key, timestamp)
+        # The compiled fast path flags, produces and counts the plain valid readings;
+        # it hands the rest (consumer errors, invalid input, unusual valid readings)
+        # to _process_slowly, in order.
+        slow_groups: dict[tuple[str, str], list[float]] = {}
+        groups, next_offsets = self._fast_path.transform(
+            batch,
+            self.producer,
+            self.settings.processed_topic,
+            self.settings.alerts_topic,
+            lambda message: self._process_slowly(message, slow_groups),
+        )
         self._pending.update(next_offsets)
         self.producer.poll(0)
+        self._count_delivery_failures()
         self._count_groups(groups)
+        self._count_groups(slow_groups)
         self.metrics.batch_size.observe(len(batch))
-        if groups:
-            moment = parse_timestamp(max(timestamp for _, timestamp in groups))
+        if groups or slow_groups:
+            newest = max(timestamp for _, timestamp in [*groups, *slow_groups])
+            moment = parse_timestamp(newest)
             if moment is not None:
                 lag = (datetime.now(UTC) - moment).total_seconds()
                 self.metrics.event_time_lag.observe(max(lag, 0.0))
-
-    def _produce_when_queued(
-        self,
-        topic: str,
-        value: bytes | None,
-        key: bytes | None,
-        timestamp: int,
-        headers: list[tuple[str, str | bytes | None]] | None = None,
-    ) -> None:
-        """Produce, letting the client send while its local queue is full."""
-        while True:
-            try:
-                self.producer.produce(topic, value, key, timestamp=timestamp, headers=headers)
-                return
-            except BufferError:
-                # Only failed deliveries are reported, so poll waits its whole timeout:
-                # keep it short, the queue drains fast.
-                self.producer.poll(0.01)
 
     def _process_slowly(self, message: Message, groups: dict[tuple[str, str], list[float]]) -> None:
         """One message the fast path left: a consumer error, a rejection for the
@@ -690,10 +678,10 @@ class TransformerService:
         area = reading.area
         high = is_high(reading.energy_consumption, self._thresholds.of(area))
         value = processed_value(raw, reading, high)
-        timestamp = message.timestamp()[1]
-        self._produce_when_queued(self.settings.processed_topic, value, message.key(), timestamp)
+        timestamp = max(message.timestamp()[1], 0)
+        self.producer.produce(self.settings.processed_topic, value, message.key(), timestamp)
         if high:
-            self._produce_when_queued(self.settings.alerts_topic, value, message.key(), timestamp)
+            self.producer.produce(self.settings.alerts_topic, value, message.key(), timestamp)
         group = groups.setdefault((area, reading.timestamp), [0, 0.0, 0])
         group[0] += 1
         group[1] += reading.energy_consumption
@@ -728,11 +716,11 @@ class TransformerService:
             message.headers(),
         )
         self._uncommitted.invalid[rejection.reason.value] += 1
-        self._produce_when_queued(
+        self.producer.produce(
             self.settings.dead_letter_topic,
             message.value(),
             message.key(),
-            message.timestamp()[1],
+            max(message.timestamp()[1], 0),
             headers,
         )
 
@@ -779,14 +767,14 @@ class TransformerService:
             producer.begin_transaction()
 
     def _commit_at_least_once(self, offsets: list[TopicPartition]) -> None:
-        failures_before = self._failed_deliveries
         remaining = self.producer.flush(30)
-        if remaining or self._failed_deliveries != failures_before:
+        self._count_delivery_failures()
+        if remaining or self._failures_since_commit:
             # Some outputs are not in Kafka: do not commit past them; read them again.
             log.warning(
                 "%d outputs undelivered, %d failed: rewinding",
                 remaining,
-                self._failed_deliveries - failures_before,
+                self._failures_since_commit,
             )
             self._discard(offsets)
             return
@@ -805,6 +793,7 @@ class TransformerService:
         self.stats.merge(self._uncommitted)
         self._uncommitted = TransformStats()
         self._pending.clear()
+        self._failures_since_commit = 0
 
     def _discard(self, offsets: list[TopicPartition]) -> None:
         """The last interval is not in Kafka: forget it and read its input again."""
@@ -813,6 +802,7 @@ class TransformerService:
             self._rewind([TopicPartition(o.topic, o.partition) for o in offsets])
         self._uncommitted = TransformStats()
         self._pending.clear()
+        self._failures_since_commit = 0
 
     @staticmethod
     def _retry_retriable(operation: Any) -> None:

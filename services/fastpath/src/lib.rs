@@ -1,7 +1,8 @@
-//! The transformer's hot path, compiled: for a batch of consumed messages, the
-//! processed value of each message that is a plain valid reading, whether it is high,
-//! the batch's valid readings counted per (area, timestamp), and the offsets to
-//! commit.
+//! The transformer's hot path, compiled: for a batch of consumed messages, each
+//! message that is a plain valid reading is flagged and produced (with its key and
+//! timestamp) to the processed topic, and to the alarm topic when high, through the
+//! producer of `producer.rs`; the batch's valid readings are counted per (area,
+//! timestamp), and the offsets to commit worked out.
 //!
 //! It accepts a strict subset of what the reading schema (`energy_pipeline.schema`)
 //! accepts, and for that subset gives the schema's result. Everything else is left to
@@ -10,12 +11,17 @@
 //! string, nested values, an `isHighConsumption` of their own, a timestamp written
 //! `-00:00`, ...). The tests hold the two to agreement.
 
+mod producer;
+mod rdkafka;
+
 use std::collections::HashMap;
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
+
+use producer::Producer;
 
 const TRUE_TAIL: &[u8] = b",\"isHighConsumption\":true}";
 const FALSE_TAIL: &[u8] = b",\"isHighConsumption\":false}";
@@ -259,7 +265,7 @@ struct FastPath {
 
 impl FastPath {
     /// The reading in `raw`, if it is a valid one of the plain form.
-    fn accept<'a>(&self, raw: &'a [u8]) -> Option<Reading<'a>> {
+    fn accept_reading<'a>(&self, raw: &'a [u8]) -> Option<Reading<'a>> {
         if raw.len() > self.max_message_bytes || raw.last() != Some(&b'}') {
             return None;
         }
@@ -281,11 +287,14 @@ impl FastPath {
         !text.is_empty() && text.len() <= self.max_string_length
     }
 
-    fn threshold(&self, area: &str) -> f64 {
-        self.area_thresholds
-            .get(area)
+    /// Consumption strictly above the area's threshold.
+    fn is_high(&self, reading: &Reading<'_>) -> bool {
+        let threshold = self
+            .area_thresholds
+            .get(reading.area)
             .copied()
-            .unwrap_or(self.default_threshold)
+            .unwrap_or(self.default_threshold);
+        reading.energy_consumption > threshold
     }
 }
 
@@ -306,17 +315,45 @@ impl FastPath {
         }
     }
 
-    /// `(values, high, groups, next_offsets)` for a list of consumed messages of one
-    /// class (with `error()`, `value()`, `partition()` and `offset()`): `values[i]` is
-    /// the processed value of message `i`, or None when the Python path must handle
-    /// it; `high[i]` whether it is high; `groups` maps `(area, timestamp)` to
-    /// `[readings, energy, high readings]` of the messages with a value; and
-    /// `next_offsets` maps each partition to the offset after its last message
-    /// (consumer errors are not messages).
-    fn transform<'py>(&self, messages: &Bound<'py, PyList>) -> PyResult<Bound<'py, PyTuple>> {
+    /// `(processed value, high, area, timestamp, energy consumption)` if `raw` is a
+    /// plain valid reading, else None (the Python path decides).
+    fn accept<'py>(
+        &self,
+        py: Python<'py>,
+        raw: &[u8],
+    ) -> PyResult<Option<(Bound<'py, PyBytes>, bool, String, String, f64)>> {
+        let Some(reading) = self.accept_reading(raw) else {
+            return Ok(None);
+        };
+        let high = self.is_high(&reading);
+        let mut value = Vec::new();
+        processed_value(raw, high, &mut value);
+        Ok(Some((
+            PyBytes::new(py, &value),
+            high,
+            reading.area.to_owned(),
+            reading.timestamp.to_owned(),
+            reading.energy_consumption,
+        )))
+    }
+
+    /// Transform a list of consumed messages of one class (with `error()`, `value()`,
+    /// `key()`, `timestamp()`, `partition()` and `offset()`), in order: each plain
+    /// valid reading is produced through `producer` to `processed_topic` with
+    /// `isHighConsumption`, and to `alerts_topic` too when high, with its key and
+    /// timestamp; every other message (consumer errors too) is passed to `other`.
+    /// Returns `(groups, next_offsets)`: `(area, timestamp) -> [readings, energy, high
+    /// readings]` of the readings produced here, and each partition's offset after its
+    /// last message (consumer errors are not messages).
+    fn transform<'py>(
+        &self,
+        messages: &Bound<'py, PyList>,
+        producer: &Producer,
+        processed_topic: &str,
+        alerts_topic: &str,
+        other: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
         let py = messages.py();
-        let mut values: Vec<Option<Bound<'py, PyBytes>>> = Vec::with_capacity(messages.len());
-        let mut high_flags: Vec<bool> = Vec::with_capacity(messages.len());
         let mut groups = Groups::default();
         // (partition, offset after its last message): a batch holds few partitions.
         let mut next_offsets: Vec<(i64, i64)> = Vec::new();
@@ -324,36 +361,50 @@ impl FastPath {
         // runs of messages of one partition (librdkafka hands out a fetch at a time),
         // so the offset is read once per run, of its last message.
         let mut run: Option<(i64, Bound<'py, PyAny>)> = None;
+        let mut value_buffer: Vec<u8> = Vec::with_capacity(512);
         if !messages.is_empty() {
+            let (processed, alerts) = producer.topics(py, processed_topic, alerts_topic)?;
             let class = messages.get_item(0)?.get_type();
             let error_of = Method::of(&class, intern!(py, "error"))?;
             let value_of = Method::of(&class, intern!(py, "value"))?;
+            let key_of = Method::of(&class, intern!(py, "key"))?;
+            let timestamp_of = Method::of(&class, intern!(py, "timestamp"))?;
             let partition_of = Method::of(&class, intern!(py, "partition"))?;
             let offset_of = Method::of(&class, intern!(py, "offset"))?;
             for message in messages.iter() {
-                let mut processed = None;
-                let mut high = false;
-                if error_of.call(&message)?.is_none() {
-                    let partition: i64 = partition_of.call(&message)?.extract()?;
-                    if let Some((previous, last)) = run.take_if(|(p, _)| *p != partition) {
-                        record_next_offset(&mut next_offsets, previous, &offset_of.call(&last)?)?;
-                    }
-                    run = Some((partition, message.clone()));
-                    let value = value_of.call(&message)?;
-                    if let Ok(bytes) = value.cast::<PyBytes>() {
-                        let raw = bytes.as_bytes();
-                        if let Some(reading) = self.accept(raw) {
-                            high = reading.energy_consumption > self.threshold(reading.area);
-                            processed = Some(processed_value(py, raw, high)?);
-                            let group = groups.of(reading.area, reading.timestamp);
-                            group.readings += 1;
-                            group.energy += reading.energy_consumption;
-                            group.high += u64::from(high);
-                        }
-                    }
+                if !error_of.call(&message)?.is_none() {
+                    other.call1((&message,))?;
+                    continue;
                 }
-                values.push(processed);
-                high_flags.push(high);
+                let partition: i64 = partition_of.call(&message)?.extract()?;
+                if let Some((previous, last)) = run.take_if(|(p, _)| *p != partition) {
+                    record_next_offset(&mut next_offsets, previous, &offset_of.call(&last)?)?;
+                }
+                run = Some((partition, message.clone()));
+                let value = value_of.call(&message)?;
+                let reading = value
+                    .cast::<PyBytes>()
+                    .ok()
+                    .and_then(|bytes| Some((bytes.as_bytes(), self.accept_reading(bytes.as_bytes())?)));
+                let Some((raw, reading)) = reading else {
+                    other.call1((&message,))?;
+                    continue;
+                };
+                let high = self.is_high(&reading);
+                processed_value(raw, high, &mut value_buffer);
+                let key = key_of.call(&message)?;
+                let key = key.cast::<PyBytes>().ok().map(|k| k.as_bytes());
+                // (type, milliseconds); a message without a timestamp gets the time of
+                // producing (0).
+                let timestamp = timestamp_of.call(&message)?.get_item(1)?.extract::<i64>()?.max(0);
+                producer.send(py, processed, Some(&value_buffer), key, timestamp, &[])?;
+                if high {
+                    producer.send(py, alerts, Some(&value_buffer), key, timestamp, &[])?;
+                }
+                let group = groups.of(reading.area, reading.timestamp);
+                group.readings += 1;
+                group.energy += reading.energy_consumption;
+                group.high += u64::from(high);
             }
             if let Some((partition, last)) = run {
                 record_next_offset(&mut next_offsets, partition, &offset_of.call(&last)?)?;
@@ -371,15 +422,7 @@ impl FastPath {
         for (partition, next) in next_offsets {
             offsets.set_item(partition, next)?;
         }
-        PyTuple::new(
-            py,
-            [
-                PyList::new(py, values)?.into_any(),
-                PyList::new(py, high_flags)?.into_any(),
-                counted.into_any(),
-                offsets.into_any(),
-            ],
-        )
+        PyTuple::new(py, [counted.into_any(), offsets.into_any()])
     }
 }
 
@@ -396,15 +439,13 @@ fn record_next_offset(
     Ok(())
 }
 
-/// The input with `"isHighConsumption"` appended before its closing brace.
-fn processed_value<'py>(py: Python<'py>, raw: &[u8], high: bool) -> PyResult<Bound<'py, PyBytes>> {
+/// The input with `"isHighConsumption"` appended before its closing brace, written
+/// into `into`.
+fn processed_value(raw: &[u8], high: bool, into: &mut Vec<u8>) {
     let tail = if high { TRUE_TAIL } else { FALSE_TAIL };
-    let body = &raw[..raw.len() - 1];
-    PyBytes::new_with(py, body.len() + tail.len(), |buffer| {
-        buffer[..body.len()].copy_from_slice(body);
-        buffer[body.len()..].copy_from_slice(tail);
-        Ok(())
-    })
+    into.clear();
+    into.extend_from_slice(&raw[..raw.len() - 1]);
+    into.extend_from_slice(tail);
 }
 
 fn number(digits: &[u8]) -> Option<u32> {
@@ -467,5 +508,6 @@ fn is_utc_timestamp(text: &str) -> bool {
 
 #[pymodule]
 fn energy_fastpath(module: &Bound<'_, PyModule>) -> PyResult<()> {
-    module.add_class::<FastPath>()
+    module.add_class::<FastPath>()?;
+    module.add_class::<Producer>()
 }
