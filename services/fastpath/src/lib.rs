@@ -255,6 +255,10 @@ impl<'py> Method<'py> {
     }
 }
 
+/// What `FastPath.accept` says of a plain valid reading: (processed value, high, area,
+/// timestamp, energy consumption).
+type Accepted<'py> = (Bound<'py, PyBytes>, bool, String, String, f64);
+
 #[pyclass(frozen, module = "energy_fastpath")]
 struct FastPath {
     default_threshold: f64,
@@ -321,7 +325,7 @@ impl FastPath {
         &self,
         py: Python<'py>,
         raw: &[u8],
-    ) -> PyResult<Option<(Bound<'py, PyBytes>, bool, String, String, f64)>> {
+    ) -> PyResult<Option<Accepted<'py>>> {
         let Some(reading) = self.accept_reading(raw) else {
             return Ok(None);
         };
@@ -382,10 +386,9 @@ impl FastPath {
                 }
                 run = Some((partition, message.clone()));
                 let value = value_of.call(&message)?;
-                let reading = value
-                    .cast::<PyBytes>()
-                    .ok()
-                    .and_then(|bytes| Some((bytes.as_bytes(), self.accept_reading(bytes.as_bytes())?)));
+                let reading = value.cast::<PyBytes>().ok().and_then(|bytes| {
+                    Some((bytes.as_bytes(), self.accept_reading(bytes.as_bytes())?))
+                });
                 let Some((raw, reading)) = reading else {
                     other.call1((&message,))?;
                     continue;
@@ -396,7 +399,11 @@ impl FastPath {
                 let key = key.cast::<PyBytes>().ok().map(|k| k.as_bytes());
                 // (type, milliseconds); a message without a timestamp gets the time of
                 // producing (0).
-                let timestamp = timestamp_of.call(&message)?.get_item(1)?.extract::<i64>()?.max(0);
+                let timestamp = timestamp_of
+                    .call(&message)?
+                    .get_item(1)?
+                    .extract::<i64>()?
+                    .max(0);
                 producer.send(py, processed, Some(&value_buffer), key, timestamp, &[])?;
                 if high {
                     producer.send(py, alerts, Some(&value_buffer), key, timestamp, &[])?;

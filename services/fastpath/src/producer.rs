@@ -119,6 +119,56 @@ fn c_string(text: &str) -> PyResult<CString> {
     CString::new(text).map_err(|_| PyValueError::new_err(format!("{text:?} contains NUL")))
 }
 
+/// A producer client with `settings`, whose failed deliveries are counted into
+/// `deliveries`; else why librdkafka refused it.
+fn make_client(
+    api: &Api,
+    settings: &[(String, String)],
+    deliveries: &Deliveries,
+) -> Result<*mut rdkafka::Client, String> {
+    let mut errstr = [0 as c_char; 512];
+    // SAFETY: a new configuration object, owned here until rd_kafka_new takes it.
+    let conf = unsafe { (api.conf_new)() };
+    let refused = |errstr: &[c_char]| {
+        // SAFETY: the configuration is not used again; errstr holds librdkafka's
+        // NUL-terminated message.
+        unsafe {
+            (api.conf_destroy)(conf);
+            rdkafka::text(errstr.as_ptr())
+        }
+    };
+    for (name, value) in settings {
+        let (Ok(c_name), Ok(c_value)) = (CString::new(name.as_str()), CString::new(value.as_str()))
+        else {
+            return Err(format!("{name}={value:?} contains NUL"));
+        };
+        // SAFETY: a live configuration object and NUL-terminated strings.
+        let result = unsafe {
+            (api.conf_set)(
+                conf,
+                c_name.as_ptr(),
+                c_value.as_ptr(),
+                errstr.as_mut_ptr(),
+                errstr.len(),
+            )
+        };
+        if result != rdkafka::CONF_OK {
+            return Err(refused(&errstr));
+        }
+    }
+    // SAFETY: the callback and its opaque, which the caller keeps until the client is
+    // destroyed; rd_kafka_new takes the configuration when it succeeds.
+    let client = unsafe {
+        (api.conf_set_dr_msg_cb)(conf, on_delivery);
+        (api.conf_set_opaque)(conf, std::ptr::from_ref(deliveries) as *mut c_void);
+        (api.new)(rdkafka::PRODUCER, conf, errstr.as_mut_ptr(), errstr.len())
+    };
+    if client.is_null() {
+        return Err(refused(&errstr));
+    }
+    Ok(client)
+}
+
 impl Producer {
     /// The handle of a topic, made on first use.
     fn topic(&self, py: Python<'_>, name: &str) -> PyResult<*mut rdkafka::Topic> {
@@ -132,13 +182,7 @@ impl Producer {
             unsafe { (self.api.topic_new)(self.client.0, c_name.as_ptr(), std::ptr::null_mut()) };
         if topic.is_null() {
             let reason = format!("cannot make a handle for topic {name:?}");
-            return Err(kafka_exception(
-                py,
-                KafkaError {
-                    reason,
-                    ..self.api.error_of_code(rdkafka::ERR_INVALID_ARG)
-                },
-            ));
+            return Err(kafka_exception(py, self.api.invalid_argument(reason)));
         }
         topics.insert(name.to_owned(), Shared(topic));
         Ok(topic)
@@ -268,74 +312,13 @@ impl Producer {
     #[new]
     fn new(py: Python<'_>, library: &str, config: &Bound<'_, PyDict>) -> PyResult<Self> {
         let api = rdkafka::api(library).map_err(pyo3::exceptions::PyImportError::new_err)?;
-        let deliveries = Box::<Deliveries>::default();
-        let mut errstr = [0 as c_char; 512];
-        // SAFETY: a new configuration object, owned here until rd_kafka_new takes it.
-        let conf = unsafe { (api.conf_new)() };
-        let mut settings: Vec<(String, String)> = vec![(
-            "delivery.report.only.error".to_owned(),
-            "true".to_owned(),
-        )];
+        let mut settings = vec![("delivery.report.only.error".to_owned(), "true".to_owned())];
         for (name, value) in config.iter() {
             settings.push((name.extract()?, config_text(&value)?));
         }
-        for (name, value) in &settings {
-            let (c_name, c_value) = match (c_string(name), c_string(value)) {
-                (Ok(n), Ok(v)) => (n, v),
-                (Err(e), _) | (_, Err(e)) => {
-                    unsafe { (api.conf_destroy)(conf) };
-                    return Err(e);
-                }
-            };
-            // SAFETY: a live configuration object and NUL-terminated strings.
-            let result = unsafe {
-                (api.conf_set)(
-                    conf,
-                    c_name.as_ptr(),
-                    c_value.as_ptr(),
-                    errstr.as_mut_ptr(),
-                    errstr.len(),
-                )
-            };
-            if result != rdkafka::CONF_OK {
-                // SAFETY: librdkafka wrote a NUL-terminated message into errstr.
-                let reason = unsafe { rdkafka::text(errstr.as_ptr()) };
-                unsafe { (api.conf_destroy)(conf) };
-                return Err(kafka_exception(
-                    py,
-                    KafkaError {
-                        reason,
-                        ..api.error_of_code(rdkafka::ERR_INVALID_ARG)
-                    },
-                ));
-            }
-        }
-        // SAFETY: the callback and its opaque (the boxed Deliveries, kept by the
-        // Producer until the client is destroyed).
-        unsafe {
-            (api.conf_set_dr_msg_cb)(conf, on_delivery);
-            (api.conf_set_opaque)(conf, std::ptr::from_ref(&*deliveries) as *mut c_void);
-        }
-        // SAFETY: rd_kafka_new takes the configuration when it succeeds.
-        let client = unsafe {
-            (api.new)(
-                rdkafka::PRODUCER,
-                conf,
-                errstr.as_mut_ptr(),
-                errstr.len(),
-            )
-        };
-        if client.is_null() {
-            let reason = unsafe { rdkafka::text(errstr.as_ptr()) };
-            unsafe { (api.conf_destroy)(conf) };
-            return Err(kafka_exception(
-                py,
-                KafkaError {
-                    reason,
-                    ..api.error_of_code(rdkafka::ERR_INVALID_ARG)
-                },
-            ));
-        }
+        let deliveries = Box::<Deliveries>::default();
+        let client = make_client(api, &settings, &deliveries)
+            .map_err(|reason| kafka_exception(py, api.invalid_argument(reason)))?;
         Ok(Producer {
             api,
             client: Shared(client),
@@ -428,9 +411,7 @@ impl Producer {
     }
 
     fn begin_transaction(&self, py: Python<'_>) -> PyResult<()> {
-        self.transaction_call(py, |api, client| unsafe {
-            (api.begin_transaction)(client)
-        })
+        self.transaction_call(py, |api, client| unsafe { (api.begin_transaction)(client) })
     }
 
     /// Add the consumer's `offsets` (TopicPartitions: the next offset of each) to the
@@ -464,7 +445,9 @@ impl Producer {
                 let partition: i32 = offset.getattr("partition")?.extract()?;
                 let next: i64 = offset.getattr("offset")?.extract()?;
                 let topic = c_string(&topic)?;
-                unsafe { (*(api.partition_list_add)(list, topic.as_ptr(), partition)).offset = next };
+                unsafe {
+                    (*(api.partition_list_add)(list, topic.as_ptr(), partition)).offset = next
+                };
             }
             Ok(())
         })();

@@ -264,6 +264,14 @@ impl Api {
         Some(taken)
     }
 
+    /// An invalid argument (a setting, a topic name), and why.
+    pub fn invalid_argument(&self, reason: String) -> KafkaError {
+        KafkaError {
+            reason,
+            ..self.error_of_code(ERR_INVALID_ARG)
+        }
+    }
+
     /// An error of a bare code, described as librdkafka describes it.
     pub fn error_of_code(&self, code: c_int) -> KafkaError {
         KafkaError {
