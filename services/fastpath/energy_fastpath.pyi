@@ -18,8 +18,8 @@ class Producer:
         timestamp: int = 0,
         headers: list[tuple[str, str | bytes | None]] | None = None,
     ) -> None:
-        """Produce one message (timestamp 0: now), waiting while the local queue is
-        full."""
+        """Produce one message (a timestamp of 0 or less: now), waiting while the
+        local queue is full."""
     def poll(self, timeout: float = 0.0) -> int: ...
     def flush(self, timeout: float = -1.0) -> int:
         """Wait until every message is delivered or failed; how many still wait."""

@@ -678,7 +678,7 @@ class TransformerService:
         area = reading.area
         high = is_high(reading.energy_consumption, self._thresholds.of(area))
         value = processed_value(raw, reading, high)
-        timestamp = max(message.timestamp()[1], 0)
+        timestamp = message.timestamp()[1]
         self.producer.produce(self.settings.processed_topic, value, message.key(), timestamp)
         if high:
             self.producer.produce(self.settings.alerts_topic, value, message.key(), timestamp)
@@ -720,7 +720,7 @@ class TransformerService:
             self.settings.dead_letter_topic,
             message.value(),
             message.key(),
-            max(message.timestamp()[1], 0),
+            message.timestamp()[1],
             headers,
         )
 

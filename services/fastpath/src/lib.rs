@@ -321,11 +321,7 @@ impl FastPath {
 
     /// `(processed value, high, area, timestamp, energy consumption)` if `raw` is a
     /// plain valid reading, else None (the Python path decides).
-    fn accept<'py>(
-        &self,
-        py: Python<'py>,
-        raw: &[u8],
-    ) -> PyResult<Option<Accepted<'py>>> {
+    fn accept<'py>(&self, py: Python<'py>, raw: &[u8]) -> PyResult<Option<Accepted<'py>>> {
         let Some(reading) = self.accept_reading(raw) else {
             return Ok(None);
         };
@@ -397,13 +393,8 @@ impl FastPath {
                 processed_value(raw, high, &mut value_buffer);
                 let key = key_of.call(&message)?;
                 let key = key.cast::<PyBytes>().ok().map(|k| k.as_bytes());
-                // (type, milliseconds); a message without a timestamp gets the time of
-                // producing (0).
-                let timestamp = timestamp_of
-                    .call(&message)?
-                    .get_item(1)?
-                    .extract::<i64>()?
-                    .max(0);
+                // (type, milliseconds)
+                let timestamp: i64 = timestamp_of.call(&message)?.get_item(1)?.extract()?;
                 producer.send(py, processed, Some(&value_buffer), key, timestamp, &[])?;
                 if high {
                     producer.send(py, alerts, Some(&value_buffer), key, timestamp, &[])?;

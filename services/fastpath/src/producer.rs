@@ -8,7 +8,7 @@
 //! Python service treats both alike.
 
 use std::collections::HashMap;
-use std::ffi::{c_char, c_int, c_void, CString};
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -189,7 +189,7 @@ impl Producer {
     }
 
     /// Produce one message (librdkafka copies it), waiting while the local queue is
-    /// full; `timestamp` 0 means now.
+    /// full; a `timestamp` of 0 or less (a message without one) means now.
     pub fn send(
         &self,
         py: Python<'_>,
@@ -197,7 +197,7 @@ impl Producer {
         value: Option<&[u8]>,
         key: Option<&[u8]>,
         timestamp: i64,
-        headers: &[(CString, Option<&[u8]>)],
+        headers: &[(&CStr, Option<&[u8]>)],
     ) -> PyResult<()> {
         let memory = |bytes: Option<&[u8]>| rdkafka::Memory {
             ptr: bytes.map_or(std::ptr::null(), |b| b.as_ptr().cast::<c_void>()),
@@ -234,7 +234,9 @@ impl Producer {
             },
             Vu {
                 vtype: rdkafka::VTYPE_TIMESTAMP,
-                value: VuValue { i64: timestamp },
+                value: VuValue {
+                    i64: timestamp.max(0),
+                },
             },
         ];
         if headers.is_empty() {
@@ -353,9 +355,9 @@ impl Producer {
             };
             header_values.push((c_string(&name)?, bytes));
         }
-        let header_slices: Vec<(CString, Option<&[u8]>)> = header_values
+        let header_slices: Vec<(&CStr, Option<&[u8]>)> = header_values
             .iter()
-            .map(|(name, bytes)| (name.clone(), bytes.as_ref().map(|b| b.as_bytes())))
+            .map(|(name, bytes)| (name.as_c_str(), bytes.as_ref().map(|b| b.as_bytes())))
             .collect();
         self.send(py, topic, value, key, timestamp, &header_slices)
     }
