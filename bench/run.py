@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -117,9 +118,13 @@ def main() -> int:
         run_id = uuid.uuid4().hex[:6]
         names = ["input", "producer", "dlq", "quix", "quix-alerts"]
         topics = {name: f"bench-{name}-{run_id}" for name in names}
-        # Every run writes to topics of its own.
+
+        def outputs_of(scenario: str, run: str) -> tuple[str, str]:
+            """The processed and alarm topics of one run: every run has its own."""
+            return f"bench-{scenario}-{run}-{run_id}", f"bench-{scenario}-{run}-alerts-{run_id}"
+
         outputs = [
-            (f"bench-{scenario}-{run}-{run_id}", f"bench-{scenario}-{run}-alerts-{run_id}")
+            outputs_of(scenario, run)
             for scenario in ROUND_SCENARIOS.values()
             for run in [*(f"warm-up{n}" for n in range(WARM_UP_ROUNDS)), *map(str, range(ROUNDS))]
         ]
@@ -139,7 +144,7 @@ def main() -> int:
         ]
 
         def scenario(name: str, run: str, *extra: str) -> dict[str, Any]:
-            output, alerts = f"bench-{name}-{run}-{run_id}", f"bench-{name}-{run}-alerts-{run_id}"
+            output, alerts = outputs_of(name, run)
             print(f"running {name} ({run}) over {COUNT:,} readings ...", flush=True)
             extra = ("--output", output, "--alerts", alerts, *extra)
             broker_cpu = cpu_seconds(broker.pid)
@@ -217,18 +222,20 @@ def main() -> int:
         }
         for name, r in results.items()
     }
-    for top, bottom, target, _ in RATIOS:
-        if top in results and bottom in results:
-            ratios = round_ratios(results[top], results[bottom])
-            spread = middle_half(ratios)
-            clean[f"{top} / {bottom}"] = {
-                "value": round(statistics.median(ratios), 3),
-                "unit": "ratio",
-                "target": target,
-                **({"middle_half": [round(q, 3) for q in spread]} if spread else {}),
-            }
+    ratios = ratios_of(results)
+    for ratio in ratios:
+        clean[ratio.name] = {
+            "value": round(ratio.value, 3),
+            "unit": "ratio",
+            "target": ratio.target,
+            **(
+                {"middle_half": [round(q, 3) for q in ratio.middle_half]}
+                if ratio.middle_half
+                else {}
+            ),
+        }
     (OUT / "results.json").write_text(json.dumps(clean, indent=2) + "\n")
-    print(report(clean))
+    print(report(clean, ratios))
     print(f"\nwritten to {OUT / 'results.json'}")
     return 0
 
@@ -252,6 +259,36 @@ def round_ratios(top: dict[str, Any], bottom: dict[str, Any]) -> list[float]:
     return [float(top["value"]) / float(bottom["value"])]
 
 
+@dataclass(frozen=True)
+class Ratio:
+    """One of RATIOS, worked out: the median of the rounds' ratios and their middle
+    half (None for a ratio of one run each)."""
+
+    name: str  # "top / bottom", its key in results.json
+    label: str
+    target: float
+    value: float
+    middle_half: tuple[float, float] | None
+
+
+def ratios_of(results: dict[str, dict[str, Any]]) -> list[Ratio]:
+    """The RATIOS whose two scenarios are in ``results``."""
+    found = []
+    for top, bottom, target, label in RATIOS:
+        if top in results and bottom in results:
+            ratios = round_ratios(results[top], results[bottom])
+            found.append(
+                Ratio(
+                    f"{top} / {bottom}",
+                    label,
+                    target,
+                    statistics.median(ratios),
+                    middle_half(ratios),
+                )
+            )
+    return found
+
+
 def middle_half(ratios: list[float]) -> tuple[float, float] | None:
     """The first and third quartiles (half of the rounds' ratios lie between them);
     None for a ratio of one run each."""
@@ -261,7 +298,7 @@ def middle_half(ratios: list[float]) -> tuple[float, float] | None:
     return first, third
 
 
-def report(results: dict[str, dict[str, Any]]) -> str:
+def report(results: dict[str, dict[str, Any]], ratios: list[Ratio]) -> str:
     """The results and the ratios between them, as a Markdown table."""
     lines = [
         f"Benchmarks of {datetime.now(UTC):%Y-%m-%d} ({COUNT:,} readings each; rates with"
@@ -280,16 +317,13 @@ def report(results: dict[str, dict[str, Any]]) -> str:
         "| ratio | value | middle half of rounds | target | met |",
         "|---|---:|---|---:|---|",
     ]
-    for top, bottom, target, label in RATIOS:
-        if top in results and bottom in results:
-            ratios = round_ratios(results[top], results[bottom])
-            ratio = statistics.median(ratios)
-            spread = middle_half(ratios)
-            middle = f"{spread[0]:.2f}–{spread[1]:.2f}" if spread else ""
-            lines.append(
-                f"| {label} | {ratio:.2f} | {middle} | >= {target} |"
-                f" {'yes' if ratio >= target else 'NO'} |"
-            )
+    for ratio in ratios:
+        spread = ratio.middle_half
+        middle = f"{spread[0]:.2f}–{spread[1]:.2f}" if spread else ""
+        met = "yes" if ratio.value >= ratio.target else "NO"
+        lines.append(
+            f"| {ratio.label} | {ratio.value:.2f} | {middle} | >= {ratio.target} | {met} |"
+        )
     for name, limit in LIMITS:
         if name in results:
             value = results[name]["value"]
